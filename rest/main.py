@@ -1,0 +1,63 @@
+"""`python -m rest.main [+recipe=NAME] [algorithm=NAME] [key=value ...]`: wire the config to the trainer.
+
+With no arguments it runs the offline CPU demo (conf/config.yaml). The config is validated completely before
+Ray or any worker starts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rest.config.load import load_config
+from rest.config.validate import ConfigError
+
+
+def run(cfg) -> None:
+    from rest.data import load_examples
+    from rest.models.cache import load_tokenizer, resolve_model_path
+    from rest.trainer.cluster import create_worker_groups, start_ray
+    from rest.trainer.loop import Trainer
+    from rest.trainer.task import PromptSet
+    from rest.trainer.validation import Validator
+    from rest.tooluse.reward import REWARDS
+
+    model_path = str(resolve_model_path(cfg.model.path))
+    tokenizer = load_tokenizer(model_path)
+    train_examples, val_examples, stats = load_examples(cfg.data)
+    train = PromptSet(train_examples, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
+    val = PromptSet(val_examples, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
+    if train.dropped_overlong:
+        print(f"note: {len(train.dropped_overlong)} training prompts exceed data.max_prompt_length="
+              f"{cfg.data.max_prompt_length} and are skipped (first: {train.dropped_overlong[:3]})")
+    steps_per_epoch = len(train) // cfg.data.train_batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"data.train_batch_size={cfg.data.train_batch_size} exceeds the {len(train)} usable prompts")
+    # total_steps, when set, wins (the sampler moves on to the next epoch as needed)
+    total_steps = cfg.trainer.total_steps or steps_per_epoch * cfg.trainer.total_epochs
+    print(f"data: {len(train)} train / {len(val)} validation prompts ({stats}); {total_steps} steps")
+
+    start_ray(cfg)
+    groups = create_worker_groups(cfg, model_path, total_steps)
+    validator = Validator(cfg, groups.rollout, tokenizer, val, REWARDS.get(cfg.algorithm.reward.name))
+    Trainer(cfg, groups, tokenizer, train, validator, total_steps).fit()
+    groups.actor.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg = load_config(argv)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    if cfg.dry_run:
+        from rest.config.plan import describe_plan
+
+        print(describe_plan(cfg))
+        return 0
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The driver: rollout -> reward -> old log-prob -> advantage -> entropy-reweighted PPO-clip update ->
+weight sync, step after step, over the two Ray worker groups. Every phase is timed as `timing_s/<phase>`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+import torch
+from tqdm import tqdm
+
+from rest.algo import objective
+from rest.config.schema import RestConfig
+from rest.trainer import checkpoint as ckpt
+from rest.trainer.batch import build_batch, pad_rows
+from rest.trainer.cluster import WorkerGroups
+from rest.trainer.sampler import PromptSampler
+from rest.trainer.task import PromptSet
+from rest.trainer.timing import PhaseTimer
+from rest.trainer.tracking import Tracker
+from rest.trainer.validation import Validator
+from rest.tooluse.regions import label_response
+from rest.tooluse.reward import REWARDS
+from workers.rollout import sample_seed
+
+
+class WeightSyncError(RuntimeError):
+    """The rollout engine does not sample from the policy the actor holds."""
+
+
+class Trainer:
+    def __init__(self, cfg: RestConfig, groups: WorkerGroups, tokenizer, train: PromptSet, validator: Validator,
+                 total_steps: int):
+        self.cfg, self.groups, self.tokenizer, self.train = cfg, groups, tokenizer, train
+        self.validator, self.total_steps = validator, total_steps
+        self.sampler = PromptSampler(len(train), cfg.data.train_batch_size, cfg.trainer.seed, cfg.data.shuffle)
+        self.reward_fn = REWARDS.get(cfg.algorithm.reward.name)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.step = 0
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> None:
+        cfg = self.cfg
+        resume_dir = ckpt.find_resume_dir(cfg.trainer.run_dir, cfg.trainer.resume)
+        if resume_dir is not None:
+            self._resume(resume_dir)
+        tracker = Tracker(cfg.trainer.loggers, cfg.trainer.run_dir, cfg.trainer.project_name,
+                          cfg.trainer.experiment_name, asdict(cfg), cfg.trainer.wandb_mode, resume_step=self.step)
+        if cfg.trainer.val_before_train and self.step == 0:
+            tracker.log(self.validator.run(self.step), step=0)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step",
+                   disable=not cfg.trainer.progress_bar, dynamic_ncols=True)
+        while self.step < self.total_steps:
+            self.step += 1
+            if cfg.trainer.crash_at_step == self.step:
+                os._exit(17)  # test hook: die like a killed job, mid-run, without cleanup
+            metrics = self.train_step()
+            if cfg.trainer.test_freq and (self.step % cfg.trainer.test_freq == 0 or self.step == self.total_steps):
+                metrics.update(self.validator.run(self.step))
+            tracker.log(metrics, step=self.step)
+            bar.update(1)
+            if cfg.trainer.save_freq and self.step % cfg.trainer.save_freq == 0:
+                self.save_checkpoint()
+        bar.close()
+        if cfg.trainer.save_final and not (cfg.trainer.save_freq and self.step % cfg.trainer.save_freq == 0):
+            self.save_checkpoint()
+        if cfg.trainer.export_hf:
+            hf_dir = os.path.join(cfg.trainer.run_dir, "hf")
+            self.groups.actor.save_hf(hf_dir)
+            self.tokenizer.save_pretrained(hf_dir)
+        plot = tracker.finish()
+        if plot:
+            print(f"curves: {plot}")
+
+    def train_step(self) -> dict[str, float]:
+        cfg, timer = self.cfg, PhaseTimer()
+        progress = (self.step - 1) / max(1, self.total_steps - 1)  # nu in [0, 1]
+        with timer.phase("step"):
+            with timer.phase("gen"):
+                examples, samples = self._generate()
+            with timer.phase("reward"):
+                prompts, responses, logprobs, rewards, scores, group_ids = self._score(examples, samples, progress)
+                regions = [label_response(r, self.tokenizer) for r in responses]
+            batch = build_batch(prompts, responses, logprobs, self.pad_id)
+            with timer.phase("old_log_prob"):
+                batch.update(self.groups.actor.compute_log_prob(batch))
+            sync_metrics = self._check_sync(batch)
+            with timer.phase("adv"):
+                mask = batch["response_mask"]
+                batch["advantages"] = objective.compute_advantages(rewards, group_ids, mask, cfg.algorithm)
+                weights, weight_metrics = objective.compute_token_weights(
+                    pad_rows(regions, mask.shape[1]), mask, batch["entropy"], progress, self.step, cfg.algorithm)
+                if weights is not None:
+                    batch["token_weights"] = weights
+            with timer.phase("update_actor"):
+                actor_metrics = self.groups.actor.update_policy(batch)
+            with timer.phase("sync"):
+                self.sync_weights()
+        tokens = int(batch["attention_mask"].sum())
+        lengths = mask.sum(-1).float()
+        metrics = {
+            "training/step": self.step, "training/epoch": self.sampler.epoch, "training/progress": progress,
+            "critic/reward_mean": float(rewards.mean()), "critic/reward_max": float(rewards.max()),
+            "critic/reward_min": float(rewards.min()),
+            "critic/format_mean": sum(s["format"] for s in scores) / len(scores),
+            "critic/correctness_mean": sum(s["correctness"] for s in scores) / len(scores),
+            "critic/advantage_abs_mean": float(batch["advantages"].abs()[mask.bool()].mean()),
+            "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
+            "response_length/clip_ratio": sum(s.finish_reason == "length" for g in samples for s in g) / len(lengths),
+            "perf/tokens": tokens, "perf/tokens_per_s": tokens / timer.seconds["step"],
+            **sync_metrics, **weight_metrics, **actor_metrics, **timer.metrics(),
+        }
+        return metrics
+
+    # ------------------------------------------------------------------ phases
+    def _generate(self):
+        cfg = self.cfg
+        examples = [self.train[i] for i in self.sampler.next_indices()]
+        seeds = [[sample_seed(cfg.trainer.seed, self.step, p, k) for k in range(cfg.rollout.n)]
+                 for p in range(len(examples))]
+        samples = self.groups.rollout.generate([e.prompt_ids for e in examples], seeds, cfg.data.max_response_length)
+        return examples, samples
+
+    def _score(self, examples, samples, progress: float):
+        prompts, responses, logprobs, rewards, scores, group_ids = [], [], [], [], [], []
+        for group, (example, group_samples) in enumerate(zip(examples, samples)):
+            for sample in group_samples:
+                text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+                score = self.reward_fn(text, example.ground_truth, self.step, progress, self.cfg.algorithm.reward)
+                prompts.append(example.prompt_ids)
+                responses.append(sample.token_ids)
+                logprobs.append(sample.logprobs)
+                scores.append(score)
+                rewards.append(score["total"])
+                group_ids.append(group)
+        rewards_t = torch.tensor(rewards, dtype=torch.float32)
+        if self.cfg.algorithm.overlong.enable:
+            lengths = torch.tensor([len(r) for r in responses])
+            rewards_t = rewards_t + objective.overlong_penalty(lengths, self.cfg.data.max_response_length,
+                                                               self.cfg.algorithm)
+        return prompts, responses, logprobs, rewards_t, scores, torch.tensor(group_ids)
+
+    def _check_sync(self, batch) -> dict[str, float]:
+        """The rollout's log-prob of each sampled token vs the actor's: equal up to numerics iff the rollout
+        engine holds the actor's weights. A silent weight-sync failure shows up here first."""
+        mask = batch["response_mask"].bool()
+        diff = (batch["rollout_log_prob"] - batch["old_log_prob"]).abs()[mask]
+        diff_max = float(diff.max()) if diff.numel() else 0.0
+        threshold = self.cfg.rollout.logprob_diff_threshold
+        if threshold is not None and diff_max > threshold:
+            raise WeightSyncError(
+                f"step {self.step}: rollout/logprob_diff_max = {diff_max:.3g} > rollout.logprob_diff_threshold = "
+                f"{threshold:g}: the rollout engine is not sampling from the actor's weights")
+        return {"rollout/logprob_diff_max": diff_max, "rollout/logprob_diff_mean": float(diff.mean()) if diff.numel() else 0.0}
+
+    def sync_weights(self) -> None:
+        refs = self.groups.actor.call_async("export_weights", self.cfg.rollout.dtype)
+        # rank 0's answer goes from the object store straight to the rollout actors, not through the driver
+        self.groups.rollout.load_weights(refs[0])
+        import ray
+
+        ray.get(refs)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        path = ckpt.step_dir(self.cfg.trainer.run_dir, self.step)
+        path.mkdir(parents=True, exist_ok=True)
+        self.groups.actor.save_checkpoint(str(path))
+        ckpt.save_driver_state(path, self.step, self.sampler.state_dict())
+        ckpt.mark_complete(self.cfg.trainer.run_dir, self.step)
+
+    def _resume(self, path) -> None:
+        self.groups.actor.load_checkpoint(str(path))
+        state = ckpt.load_driver_state(path)
+        self.step = state["step"]
+        self.sampler.load_state_dict(state["sampler"])
+        self.sync_weights()
+        print(f"resumed from {path} at step {self.step}", flush=True)

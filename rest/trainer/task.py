@@ -1,0 +1,43 @@
+"""Training prompts: the data layer's examples rendered with the model's chat template and tokenized once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Prompt:
+    uid: str
+    prompt_ids: list[int]
+    ground_truth: str
+    messages: list[dict]
+
+
+class PromptSet:
+    """Tokenized prompts; prompts longer than data.max_prompt_length are dropped and counted (reported)."""
+
+    def __init__(self, examples, tokenizer, prompt_format: str, max_prompt_length: int):
+        self.items: list[Prompt] = []
+        self.dropped_overlong: list[str] = []
+        for example in examples:
+            ids = encode_prompt(tokenizer, example.messages, example.tools, prompt_format)
+            if len(ids) > max_prompt_length:
+                self.dropped_overlong.append(example.uid)
+                continue
+            self.items.append(Prompt(example.uid, ids, example.ground_truth, example.messages))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Prompt:
+        return self.items[index]
+
+
+def encode_prompt(tokenizer, messages: list[dict], tools: list[dict] | None, prompt_format: str) -> list[int]:
+    """ToolRL prompts carry the tool list in their system message already; Hermes passes tools to the
+    chat template, which renders them in <tools>."""
+    text = tokenizer.apply_chat_template(
+        messages, tools=tools if prompt_format == "hermes" and tools else None,
+        add_generation_prompt=True, tokenize=False,
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]

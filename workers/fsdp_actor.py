@@ -1,0 +1,253 @@
+"""The FSDP2 actor worker: one Ray actor per rank, all ranks forming one torch.distributed group.
+
+Each rank holds a `fully_shard`-ed copy of the policy (one FSDP unit per decoder layer plus the root) and sees
+1/world of every batch. Log-probs and entropies are computed from the hidden states of the response positions
+only, chunk by chunk through the LM head (`rest.algo.entropy`), so no [tokens, vocab] fp32 tensor for a whole
+batch ever exists. The loss normaliser of each mini-batch is all-reduced first, so gradient accumulation over
+micro-batches and ranks gives exactly the loss of the whole mini-batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from tensordict import TensorDict
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+
+from rest.algo import objective
+from rest.algo.entropy import entropy_and_logprob_from_hidden
+from rest.config.schema import RestConfig
+from workers.dispatch import Dispatch, register
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class PolicyScorer(nn.Module):
+    """Root FSDP unit around the HF causal LM: its forward returns per-token log-prob and entropy of the
+    response tokens, so the root's parameters (embeddings, LM head) are unsharded while the head is used."""
+
+    def __init__(self, lm: nn.Module, chunk_size: int):
+        super().__init__()
+        self.lm = lm
+        self.chunk_size = chunk_size
+
+    def forward(self, input_ids, attention_mask, position_ids, responses, response_mask, temperature: float):
+        hidden = self.lm.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        width = responses.shape[1]
+        hidden = hidden[:, -width - 1 : -1]  # position t predicts response token t
+        selected = response_mask.bool()
+        entropy, logprob = entropy_and_logprob_from_hidden(
+            hidden[selected], self.lm.lm_head.weight, responses[selected], temperature, self.chunk_size
+        )
+        full_entropy = torch.zeros(responses.shape, dtype=torch.float32, device=responses.device)
+        full_logprob = torch.zeros(responses.shape, dtype=torch.float32, device=responses.device)
+        full_entropy = full_entropy.masked_scatter(selected, entropy.detach())
+        full_logprob = full_logprob.masked_scatter(selected, logprob)
+        return full_logprob, full_entropy
+
+
+def _lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "cosine":
+            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor
+
+
+class FSDPActorWorker:
+    def __init__(self, cfg: RestConfig, rank: int, world_size: int, master_addr: str, master_port: int):
+        self.cfg = cfg
+        self.rank = rank
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        torch.set_num_threads(cfg.actor.num_threads)
+        self.device = torch.device("cuda", 0) if cfg.trainer.device == "cuda" else torch.device("cpu")
+        backend = "nccl" if cfg.trainer.device == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world_size)
+        self.world_size = world_size
+
+    # ---------------------------------------------------------------- set-up
+    @register(Dispatch.ONE_TO_ALL)
+    def init_model(self, model_path: str, total_steps: int) -> None:
+        from transformers import AutoModelForCausalLM
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.trainer.seed)
+        lm = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=DTYPES[cfg.model.dtype], attn_implementation=cfg.model.attn_implementation
+        )
+        if cfg.model.gradient_checkpointing:
+            lm.gradient_checkpointing_enable()
+        self.tied = bool(getattr(lm.config, "tie_word_embeddings", False))
+        self.hf_config = lm.config
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        shard_kwargs = {"mesh": mesh}
+        if cfg.actor.mixed_precision == "bf16":
+            shard_kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if cfg.actor.cpu_offload:
+            shard_kwargs["offload_policy"] = CPUOffloadPolicy()
+        for layer in lm.model.layers:
+            fully_shard(layer, **shard_kwargs)
+        self.module = PolicyScorer(lm, cfg.actor.entropy_chunk_size)
+        fully_shard(self.module, **shard_kwargs)
+        if not cfg.actor.cpu_offload:
+            self.module.to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.module.parameters(), lr=cfg.actor.lr, weight_decay=cfg.actor.weight_decay,
+            betas=tuple(cfg.actor.betas),
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(cfg.actor.warmup_steps, total_steps, cfg.actor.lr_schedule)
+        )
+
+    # ---------------------------------------------------------------- compute
+    def _score(self, micro: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
+        micro = micro.to(self.device)
+        return self.module(
+            micro["input_ids"], micro["attention_mask"], micro["position_ids"], micro["responses"],
+            micro["response_mask"], self.cfg.rollout.temperature,
+        )
+
+    @register(Dispatch.DP_COMPUTE)
+    def compute_log_prob(self, batch: TensorDict) -> TensorDict:
+        """Old-policy log-prob and entropy of every response token (zeros on padding)."""
+        logprobs, entropies = [], []
+        self.module.eval()
+        with torch.no_grad():
+            for micro in batch.split(self.cfg.actor.logprob_micro_batch_size):
+                logprob, entropy = self._score(micro)
+                logprobs.append(logprob.cpu())
+                entropies.append(entropy.cpu())
+        return TensorDict(
+            {"old_log_prob": torch.cat(logprobs), "entropy": torch.cat(entropies)}, batch_size=batch.batch_size
+        )
+
+    def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
+        value = value.detach().to(self.device, torch.float64).clone()
+        dist.all_reduce(value)
+        return value
+
+    @register(Dispatch.DP_COMPUTE)
+    def update_policy(self, batch: TensorDict) -> dict[str, float]:
+        """PPO epochs over mini-batches; gradient accumulation over micro-batches; one scheduler step."""
+        cfg, algo = self.cfg, self.cfg.algorithm
+        local_mini = cfg.actor.ppo_mini_batch_size * cfg.rollout.n // self.world_size
+        norm_len = algo.loss_norm_len or cfg.data.max_response_length
+        self.module.train()
+        sums: dict[str, float] = {}
+        grad_norms: list[float] = []
+        count = 0
+        for _ in range(cfg.actor.ppo_epochs):
+            for mini in batch.split(local_mini):
+                weights = mini["token_weights"] if "token_weights" in mini.keys() else None
+                # every rank adds its share of the normaliser: the mini-batch loss is exact across ranks
+                denominator = self._global_sum(
+                    objective.loss_denominator(mini["response_mask"], weights, algo, norm_len=norm_len)
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                for micro in mini.split(cfg.actor.ppo_micro_batch_size):
+                    logprob, entropy = self._score(micro)
+                    micro = micro.to(self.device)
+                    loss, metrics = objective.policy_loss(
+                        logprob, micro["old_log_prob"], micro["advantages"], micro["response_mask"],
+                        micro["token_weights"] if weights is not None else None, algo,
+                        denominator=denominator.to(logprob.dtype), norm_len=norm_len,
+                    )
+                    # FSDP averages gradients over ranks; the loss is already a global sum, so undo the mean
+                    (loss * self.world_size).backward()
+                    mask = micro["response_mask"].bool()
+                    metrics["actor/entropy"] = entropy[mask].mean() if mask.any() else torch.tensor(0.0)
+                    metrics["actor/pg_loss"] = loss
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                    count += 1
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.actor.grad_clip)
+                grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                if math.isfinite(grad_norm):  # a non-finite norm skips the step rather than poisoning weights
+                    self.optimizer.step()
+                grad_norms.append(grad_norm)
+        self.scheduler.step()
+        metrics = {key: value / count for key, value in sums.items()}
+        metrics["actor/pg_loss"] = sums["actor/pg_loss"] * self.world_size / len(grad_norms)
+        metrics["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
+        metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
+        return metrics
+
+    # ---------------------------------------------------------------- weights
+    def _full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full (unsharded) HF-named state dict on rank 0; every rank must call (it is a collective)."""
+        state = get_model_state_dict(
+            self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        return {key.removeprefix("lm."): value for key, value in state.items()}
+
+    @register(Dispatch.RANK_ZERO)
+    def export_weights(self, dtype: str) -> dict[str, torch.Tensor] | None:
+        """Weights for the rollout engine (rank 0 only). The LM head is included even when tied, or vLLM
+        would keep its old head."""
+        state = self._full_state_dict()
+        if self.rank != 0:
+            return None
+        if self.tied and "lm_head.weight" not in state:
+            state["lm_head.weight"] = state["model.embed_tokens.weight"]
+        return {key: value.to(DTYPES[dtype]) for key, value in state.items()}
+
+    @register(Dispatch.RANK_ZERO)
+    def save_hf(self, path: str) -> None:
+        from safetensors.torch import save_file
+
+        state = self._full_state_dict()
+        if self.rank != 0:
+            return
+        if self.tied:
+            state.pop("lm_head.weight", None)
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous().clone() for k, v in state.items()}, str(out / "model.safetensors"),
+                  metadata={"format": "pt"})
+        self.hf_config.save_pretrained(out)
+
+    # ---------------------------------------------------------------- checkpoints
+    @register(Dispatch.ONE_TO_ALL)
+    def save_checkpoint(self, path: str) -> None:
+        model_state, optim_state = get_state_dict(self.module, self.optimizer)
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=os.path.join(path, "actor"))
+        torch.save(
+            {"scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+            os.path.join(path, f"actor_extra_rank{self.rank}.pt"),
+        )
+        dist.barrier()
+
+    @register(Dispatch.ONE_TO_ALL)
+    def load_checkpoint(self, path: str) -> None:
+        model_state, optim_state = get_state_dict(self.module, self.optimizer)
+        state = {"model": model_state, "optim": optim_state}
+        dcp.load(state, checkpoint_id=os.path.join(path, "actor"))
+        set_state_dict(self.module, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        extra = torch.load(os.path.join(path, f"actor_extra_rank{self.rank}.pt"), weights_only=False)
+        self.scheduler.load_state_dict(extra["scheduler"])
+        torch.set_rng_state(extra["torch_rng"])
+        dist.barrier()
+
+    @register(Dispatch.ONE_TO_ALL)
+    def shutdown(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
