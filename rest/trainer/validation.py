@@ -41,7 +41,7 @@ class Validator:
             return {}
         texts = self.generate_texts([p.prompt_ids for p in items])
         progress = 1.0
-        scores = [self.reward_fn(t, p.ground_truth, step, progress, self.cfg.algorithm.reward)
+        scores = [self.reward_fn(t, p.ground_truth, step, progress)
                   for t, p in zip(texts, items)]
         return {
             "val/task/reward_mean": sum(s["total"] for s in scores) / len(scores),
