@@ -5,7 +5,7 @@ weight sync, step after step, over the two Ray worker groups. Every phase is tim
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm import tqdm
@@ -16,13 +16,22 @@ from rest.trainer import checkpoint as ckpt
 from rest.trainer.batch import build_batch, pad_rows
 from rest.trainer.cluster import WorkerGroups
 from rest.trainer.sampler import PromptSampler
-from rest.trainer.task import PromptSet
+from rest.trainer.task import Prompt, PromptSet
 from rest.trainer.timing import PhaseTimer
 from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator
 from rest.tooluse.regions import label_response
 from rest.tooluse.reward import build_reward_fn
-from workers.rollout import sample_seed
+from workers.rollout import Sample, sample_seed
+
+
+@dataclass
+class Group:
+    """One prompt and its n sampled responses with their reward scores."""
+
+    prompt: Prompt
+    samples: list[Sample]
+    scores: list[dict]
 
 
 class WeightSyncError(RuntimeError):
@@ -77,12 +86,14 @@ class Trainer:
         cfg, timer = self.cfg, PhaseTimer()
         progress = (self.step - 1) / max(1, self.total_steps - 1)  # nu in [0, 1]
         with timer.phase("step"):
-            with timer.phase("gen"):
-                examples, samples = self._generate()
+            groups, sampling_metrics = self._rollout_and_score(progress, timer)
+            rows = [(g, s, score) for g in groups for s, score in zip(g.samples, g.scores)]
+            rewards = torch.tensor([score["total"] for _, _, score in rows], dtype=torch.float32)
+            group_ids = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples])
             with timer.phase("reward"):
-                prompts, responses, logprobs, rewards, scores, group_ids = self._score(examples, samples, progress)
-                regions = [label_response(r, self.tokenizer) for r in responses]
-            batch = build_batch(prompts, responses, logprobs, self.pad_id)
+                regions = [label_response(s.token_ids, self.tokenizer) for _, s, _ in rows]
+            batch = build_batch([g.prompt.prompt_ids for g, _, _ in rows], [s.token_ids for _, s, _ in rows],
+                                [s.logprobs for _, s, _ in rows], self.pad_id)
             with timer.phase("old_log_prob"):
                 batch.update(self.groups.actor.compute_log_prob(batch))
             sync_metrics = self._check_sync(batch)
@@ -99,7 +110,8 @@ class Trainer:
                 self.sync_weights()
         tokens = int(batch["attention_mask"].sum())
         lengths = mask.sum(-1).float()
-        metrics = {
+        scores = [score for _, _, score in rows]
+        return {
             "training/step": self.step, "training/epoch": self.sampler.epoch, "training/progress": progress,
             "critic/reward_mean": float(rewards.mean()), "critic/reward_max": float(rewards.max()),
             "critic/reward_min": float(rewards.min()),
@@ -107,39 +119,52 @@ class Trainer:
             "critic/correctness_mean": sum(s["correctness"] for s in scores) / len(scores),
             "critic/advantage_abs_mean": float(batch["advantages"].abs()[mask.bool()].mean()),
             "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
-            "response_length/clip_ratio": sum(s.finish_reason == "length" for g in samples for s in g) / len(lengths),
+            "response_length/clip_ratio": sum(s.finish_reason == "length" for _, s, _ in rows) / len(rows),
             "perf/tokens": tokens, "perf/tokens_per_s": tokens / timer.seconds["step"],
-            **sync_metrics, **weight_metrics, **actor_metrics, **timer.metrics(),
+            **sampling_metrics, **sync_metrics, **weight_metrics, **actor_metrics, **timer.metrics(),
         }
-        return metrics
 
     # ------------------------------------------------------------------ phases
-    def _generate(self):
+    def _rollout_and_score(self, progress: float, timer: PhaseTimer) -> tuple[list[Group], dict[str, float]]:
+        """Sample n responses per prompt and score them. With DAPO's dynamic sampling, groups whose rewards
+        are all equal (zero advantage) are dropped and more prompts drawn, at most max_tries batches; if the
+        batch is still short, dropped groups fill it (they add no gradient) and the shortfall is logged."""
         cfg = self.cfg
-        examples = [self.train[i] for i in self.sampler.next_indices()]
-        seeds = [[sample_seed(cfg.trainer.seed, self.step, p, k) for k in range(cfg.rollout.n)]
-                 for p in range(len(examples))]
-        samples = self.groups.rollout.generate([e.prompt_ids for e in examples], seeds, cfg.data.max_response_length)
-        return examples, samples
+        size, dynamic = cfg.data.train_batch_size, cfg.algorithm.dynamic_sampling
+        kept: list[Group] = []
+        dropped: list[Group] = []
+        tries = 0
+        while True:
+            with timer.phase("gen"):
+                prompts = [self.train[i] for i in self.sampler.next_indices()]
+                seeds = [[sample_seed(cfg.trainer.seed, self.step * 100 + tries, p, k) for k in range(cfg.rollout.n)]
+                         for p in range(len(prompts))]
+                samples = self.groups.rollout.generate([p.prompt_ids for p in prompts], seeds,
+                                                       cfg.data.max_response_length)
+            with timer.phase("reward"):
+                groups = [Group(p, s, self._score(p, s, progress)) for p, s in zip(prompts, samples)]
+            tries += 1
+            if not dynamic.enable:
+                return groups, {}
+            for group in groups:
+                totals = [score["total"] for score in group.scores]
+                (kept if max(totals) > min(totals) else dropped).append(group)
+            if len(kept) >= size or tries >= dynamic.max_tries:
+                break
+        filled = max(0, size - len(kept))
+        return (kept + dropped)[:size], {"dapo/tries": tries, "dapo/filled_groups": filled}
 
-    def _score(self, examples, samples, progress: float):
-        prompts, responses, logprobs, rewards, scores, group_ids = [], [], [], [], [], []
-        for group, (example, group_samples) in enumerate(zip(examples, samples)):
-            for sample in group_samples:
-                text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-                score = self.reward_fn(text, example.ground_truth, self.step, progress)
-                prompts.append(example.prompt_ids)
-                responses.append(sample.token_ids)
-                logprobs.append(sample.logprobs)
-                scores.append(score)
-                rewards.append(score["total"])
-                group_ids.append(group)
-        rewards_t = torch.tensor(rewards, dtype=torch.float32)
-        if self.cfg.algorithm.overlong.enable:
-            lengths = torch.tensor([len(r) for r in responses])
-            rewards_t = rewards_t + objective.overlong_penalty(lengths, self.cfg.data.max_response_length,
-                                                               self.cfg.algorithm)
-        return prompts, responses, logprobs, rewards_t, scores, torch.tensor(group_ids)
+    def _score(self, prompt, samples, progress: float) -> list[dict]:
+        scores = []
+        for sample in samples:
+            text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+            score = dict(self.reward_fn(text, prompt.ground_truth, self.step, progress))
+            if self.cfg.algorithm.overlong.enable:  # DAPO soft overlong punishment, added to the reward
+                penalty = float(objective.overlong_penalty(
+                    torch.tensor([len(sample.token_ids)]), self.cfg.data.max_response_length, self.cfg.algorithm)[0])
+                score["total"] += penalty
+            scores.append(score)
+        return scores
 
     def _check_sync(self, batch) -> dict[str, float]:
         """The rollout's log-prob of each sampled token vs the actor's: equal up to numerics iff the rollout

@@ -69,3 +69,25 @@ def test_kill_and_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
         assert a["response_length/mean"] == b["response_length/mean"]  # same prompts, same samples
         assert a["critic/reward_mean"] == pytest.approx(b["critic/reward_mean"], abs=1e-6)
         assert a["actor/pg_loss"] == pytest.approx(b["actor/pg_loss"], rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algorithm=rest_static"],
+        ["algorithm=grpo", "rollout.backend=hf"],
+        ["algorithm=drgrpo", "trainer.placement=colocated"],
+        ["algorithm=dapo", "algorithm.dynamic_sampling.max_tries=2", "trainer.loggers=[console,jsonl,wandb]"],
+    ],
+    ids=["rest_static", "grpo-hf-rollout", "drgrpo-colocated", "dapo-wandb"],
+)
+def test_presets_backends_and_placements_run(tmp_path, overrides):
+    run_main(tmp_path, "trainer.total_steps=2", "trainer.export_hf=false", "trainer.save_final=false", *overrides)
+    rows = metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["rollout/logprob_diff_max"] < 1e-3
+        assert all(f"rest/share/{r}" in row for r in ("format", "name", "params", "cot", "other"))
+    if "algorithm=dapo" in overrides:
+        assert "dapo/tries" in rows[0]
+        assert any((tmp_path / "wandb").glob("offline-run-*"))
