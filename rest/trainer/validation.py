@@ -19,9 +19,12 @@ class Validator:
         groups = self.rollout.generate(prompt_ids, seeds, self.max_tokens, True)
         return [self.tokenizer.decode(g[0].token_ids, skip_special_tokens=True) for g in groups]
 
-    def generate_chat(self, conversations: list[list[dict]], tools=None) -> list[str]:
-        """The harness's generate function: chat messages in, response texts out."""
-        ids = [encode_prompt(self.tokenizer, messages, tools, self.cfg.data.prompt_format) for messages in conversations]
+    def generate_chat(self, conversations: list[list[dict]], tools: list | None = None) -> list[str]:
+        """The harness's generate function: chat messages in, response texts out; `tools` holds one tool
+        list per conversation (None where the prompt carries its tools, as in the ToolRL format)."""
+        tools = tools or [None] * len(conversations)
+        ids = [encode_prompt(self.tokenizer, messages, t, self.cfg.data.prompt_format)
+               for messages, t in zip(conversations, tools)]
         return self.generate_texts(ids)
 
     def run(self, step: int) -> dict[str, float]:
@@ -32,7 +35,8 @@ class Validator:
             else:
                 from rest.eval import run_validation
 
-                metrics.update(run_validation(benchmark, self.generate_chat, self.cfg.validation.limit))
+                metrics.update(run_validation(benchmark, self.generate_chat, self.cfg.validation.limit,
+                                              prompt_format=self.cfg.data.prompt_format))
         return metrics
 
     def _task(self, step: int) -> dict[str, float]:

@@ -29,13 +29,14 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+RESUMABLE = ("trainer.total_steps=4", "trainer.save_freq=2", "trainer.test_freq=2", "validation.limit=4")
 PHASES = ("gen", "reward", "old_log_prob", "adv", "update_actor", "sync")
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("full")
-    proc = run_main(run_dir, "trainer.total_steps=4", "trainer.save_freq=2")
+    proc = run_main(run_dir, *RESUMABLE)
     return run_dir, proc
 
 
@@ -50,6 +51,8 @@ def test_run_logs_every_step_with_a_tight_weight_sync(uninterrupted):
         assert row["perf/tokens_per_s"] > 0
         assert "rest/weight/format" in row and "rest/entropy/cot" in row
     assert "rollout/logprob_diff_max=" in proc.stdout  # console logger
+    assert "val/task/reward_mean" in rows[1] and "val/task/reward_mean" in rows[3]  # validation every 2 steps
+    assert "val/task/reward_mean" not in rows[0]
     assert (run_dir / "curves.png").stat().st_size > 0
     assert (run_dir / "hf" / "model.safetensors").exists() and (run_dir / "hf" / "tokenizer.json").exists()
     # the policy moved: the sync check held although weights changed after every step
@@ -58,9 +61,9 @@ def test_run_logs_every_step_with_a_tight_weight_sync(uninterrupted):
 
 def test_kill_and_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
     full_dir, _ = uninterrupted
-    run_main(tmp_path, "trainer.total_steps=4", "trainer.save_freq=2", "trainer.crash_at_step=3", expect=17)
+    run_main(tmp_path, *RESUMABLE, "trainer.crash_at_step=3", expect=17)
     assert [r["step"] for r in metrics(tmp_path)] == [1, 2]
-    proc = run_main(tmp_path, "trainer.total_steps=4", "trainer.save_freq=2")
+    proc = run_main(tmp_path, *RESUMABLE)
     assert "resumed from" in proc.stdout and "global_step_2" in proc.stdout
     resumed, full = metrics(tmp_path), metrics(full_dir)
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
@@ -69,6 +72,7 @@ def test_kill_and_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
         assert a["response_length/mean"] == b["response_length/mean"]  # same prompts, same samples
         assert a["critic/reward_mean"] == pytest.approx(b["critic/reward_mean"], abs=1e-6)
         assert a["actor/pg_loss"] == pytest.approx(b["actor/pg_loss"], rel=1e-3, abs=1e-5)
+        assert a.get("val/task/reward_mean") == pytest.approx(b.get("val/task/reward_mean"), abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,41 @@
+import collections
+
+import pytest
+
+from rest.data import DataConfig, ground_truth_calls, load_examples
+from rest.data.embedded_task import generate_split
+
+
+def test_deterministic_and_disjoint():
+    train, val, stats = load_examples(DataConfig(embedded_train_size=200, embedded_val_size=40))
+    train2, val2 = generate_split(200, 40, seed=31415)
+    assert [e.messages for e in train] == [e.messages for e in train2] and len(val) == 40
+    assert {str(e.messages) for e in val}.isdisjoint(str(e.messages) for e in train)
+
+
+def test_mix_of_no_tool_single_and_parallel_calls():
+    train, _ = generate_split(400, 0, seed=0)
+    kinds = collections.Counter(len(ground_truth_calls(e.ground_truth)) for e in train)
+    assert kinds[0] > 40 and kinds[1] > 150 and kinds[2] > 40
+    for e in train:
+        names = {t["name"] for t in e.tools}
+        assert {c.name for c in ground_truth_calls(e.ground_truth)} <= names
+        if not ground_truth_calls(e.ground_truth):
+            assert e.ground_truth.startswith("<response>")
+
+
+def test_hermes_format_passes_tools_separately():
+    train, _ = generate_split(3, 0, seed=0, prompt_format="hermes")
+    assert train[0].messages == [{"role": "user", "content": train[0].messages[0]["content"]}]
+    assert train[0].tools[0]["parameters"]["type"] == "object"
+
+
+def test_prompts_are_short_in_qwen3_tokens():
+    pytest.importorskip("dashscope")
+    from rest.models.qwen_tokenizer import build_qwen3_backend_tokenizer
+
+    tok = build_qwen3_backend_tokenizer()
+    train, _ = generate_split(200, 0, seed=0)
+    lengths = [sum(len(tok.encode(m["content"]).ids) for m in e.messages) for e in train]
+    assert max(lengths) < 210 and sum(lengths) / len(lengths) < 180
+    assert max(len(tok.encode(e.ground_truth).ids) for e in train) < 60
