@@ -78,6 +78,9 @@ class ValidationConfig:
     benchmarks: list[str] = field(default_factory=lambda: ["task"])  # task | apibank | bfcl
     limit: int = 32  # entries per benchmark/category
     max_response_length: Optional[int] = None  # defaults to data.max_response_length
+    apibank_dir: Optional[str] = None  # folder of ToolRL's level-{1,2,3}-api_processed.json (for apibank)
+    bfcl_version: str = "v3"  # v3 (the papers' numbers) | v4
+    bfcl_categories: Optional[list[str]] = None  # null: all supported categories
 
 
 @dataclass

@@ -97,6 +97,11 @@ def validate(cfg: RestConfig) -> None:
     _require(len(cfg.actor.betas) == 2, "actor.betas must have two values")
     _require(cfg.trainer.resume in ("auto", "disable") or os.path.isdir(cfg.trainer.resume),
              f"trainer.resume must be auto, disable or an existing checkpoint dir, got {cfg.trainer.resume!r}")
+    for benchmark in cfg.validation.benchmarks:
+        _choice(benchmark, "validation.benchmarks[]", ("task", "apibank", "bfcl"))
+    _require("apibank" not in cfg.validation.benchmarks or bool(cfg.validation.apibank_dir),
+             "validation.apibank_dir is required when validation.benchmarks includes apibank")
+    _choice(cfg.validation.bfcl_version, "validation.bfcl_version", ("v3", "v4"))
     check_batch_sizes(cfg)
     check_resources(cfg)
     for section in (cfg.algorithm, cfg.data):

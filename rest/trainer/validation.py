@@ -35,8 +35,11 @@ class Validator:
             else:
                 from rest.eval import run_validation
 
-                metrics.update(run_validation(benchmark, self.generate_chat, self.cfg.validation.limit,
-                                              prompt_format=self.cfg.data.prompt_format))
+                val = self.cfg.validation
+                options = {"apibank": {"data_dir": val.apibank_dir},
+                           "bfcl": {"version": val.bfcl_version, "categories": val.bfcl_categories}}[benchmark]
+                metrics.update(run_validation(benchmark, self.generate_chat, val.limit,
+                                              prompt_format=self.cfg.data.prompt_format, **options))
         return metrics
 
     def _task(self, step: int) -> dict[str, float]:

@@ -79,7 +79,8 @@ def test_kill_and_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
     "overrides",
     [
         ["algorithm=rest_static"],
-        ["algorithm=grpo", "rollout.backend=hf"],
+        ["algorithm=grpo", "rollout.backend=hf", "trainer.test_freq=2", "validation.limit=1",
+         "validation.benchmarks=[task,bfcl]", "validation.bfcl_categories=[simple_python,multi_turn_base]"],
         ["algorithm=drgrpo", "trainer.placement=colocated"],
         ["algorithm=dapo", "algorithm.dynamic_sampling.max_tries=2", "trainer.loggers=[console,jsonl,wandb]"],
     ],
@@ -92,6 +93,8 @@ def test_presets_backends_and_placements_run(tmp_path, overrides):
     for row in rows:
         assert row["rollout/logprob_diff_max"] < 1e-3
         assert all(f"rest/share/{r}" in row for r in ("format", "name", "params", "cot", "other"))
+    if "validation.benchmarks=[task,bfcl]" in overrides:  # the hook runs the BFCL harness in training
+        assert {"val/task/reward_mean", "val/bfcl/simple_python", "val/bfcl/multi_turn_base"} <= set(rows[1])
     if "algorithm=dapo" in overrides:
         assert "dapo/tries" in rows[0]
         assert any((tmp_path / "wandb").glob("offline-run-*"))
