@@ -21,3 +21,40 @@ models: setup
 
 clean:
 	rm -rf runs outputs wandb .pytest_cache
+
+# ---- recipes, cluster, images (README "Running on a cluster")
+.PHONY: dry-run dry-run-all test-recipes test-ray-job ray-job lint-docker docker-build docker-build-cpu setup-gpu
+RECIPE ?= tiny_cpu
+ALGORITHM ?= rest
+RAY_ADDRESS ?= http://127.0.0.1:8265
+ARGS ?=
+PYTHON_GPU ?= python3
+
+dry-run: setup  # validate one recipe and print its resource plan: make dry-run RECIPE=bfcl_qwen3_8b
+	$(PY) -m rest.main +recipe=$(RECIPE) algorithm=$(ALGORITHM) dry_run=true $(ARGS)
+
+dry-run-all: setup  # every recipe x algorithm resolves, validates and dry-runs (no Ray)
+	$(PY) -m pytest -q -p no:cacheprovider tests/recipes/test_recipes.py
+
+test-recipes: setup  # recipes, the Docker lint, and the Ray job submission on a local head (slow)
+	$(PY) -m pytest -q -p no:cacheprovider tests/recipes
+
+test-ray-job: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/recipes/test_ray_job.py
+
+ray-job:  # submit to a running cluster: make ray-job RAY_ADDRESS=http://HEAD:8265 RECIPE=bfcl_qwen3_8b ARGS=...
+	ray job submit --address $(RAY_ADDRESS) --runtime-env conf/runtime_env.yaml -- \
+		python -m rest.main +recipe=$(RECIPE) algorithm=$(ALGORITHM) trainer.ray_address=auto $(ARGS)
+
+lint-docker: setup
+	.venv/bin/hadolint --failure-threshold info docker/Dockerfile docker/Dockerfile.cpu
+
+docker-build:  # needs a Docker engine with BuildKit (none on our CI machines)
+	docker build -f docker/Dockerfile -t rest:gpu .
+
+docker-build-cpu:
+	docker build -f docker/Dockerfile.cpu -t rest:cpu .
+
+setup-gpu:  # the GPU stack into the current Python environment (a cluster's venv/conda env), as the image does
+	PIP="$(PYTHON_GPU) -m pip" bash docker/install_gpu.sh
+	$(PYTHON_GPU) -m pip install --no-deps --no-build-isolation -e .

@@ -73,6 +73,8 @@ def check_resources(cfg: RestConfig) -> None:
             need = max(actor.num_workers * actor.gpus_per_worker, need - actor.num_workers * actor.gpus_per_worker)
         _require(need <= have,
                  f"the worker groups need {need:g} GPUs but trainer.nnodes x trainer.gpus_per_node = {have}")
+    _require(trainer.nnodes == 1 or bool(trainer.ray_address),
+             "trainer.nnodes > 1 needs trainer.ray_address (e.g. auto) pointing at a started multi-node Ray cluster")
     if trainer.placement == "colocated":
         _require(rollout.num_workers <= actor.num_workers,
                  "trainer.placement=colocated needs rollout.num_workers <= actor.num_workers")
