@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from rest.byte_level import bytes_to_unicode
+
 # Qwen2/2.5/3's pre-tokenizer split (the same pattern their tokenizer.json carries).
 QWEN_SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -118,20 +120,6 @@ def load_tiktoken_ranks(path: Path) -> dict[bytes, int]:
     return ranks
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map used by byte-level BPE vocabularies."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
 def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
     """The BPE merge list implied by tiktoken ranks, one merge per multi-byte token, in rank order.
 
@@ -163,7 +151,7 @@ def build_qwen3_backend_tokenizer(tiktoken_file: Path | None = None) -> Tokenize
     ranks = load_tiktoken_ranks(tiktoken_file or find_qwen_tiktoken_file())
     if len(ranks) != NUM_RANKS:
         raise ValueError(f"expected {NUM_RANKS} ranks in qwen.tiktoken, found {len(ranks)}")
-    byte_char = _bytes_to_unicode()
+    byte_char = bytes_to_unicode()
 
     def to_str(token: bytes) -> str:
         return "".join(byte_char[b] for b in token)

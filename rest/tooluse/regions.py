@@ -25,6 +25,7 @@ from enum import IntEnum
 import numpy as np
 
 from rest.tooluse.parsing import scan_blocks, scan_call_spans, stray_tags
+from rest.byte_level import bytes_to_unicode
 
 
 class Region(IntEnum):
@@ -40,20 +41,7 @@ _BY_PRIORITY = np.array([Region.OTHER, Region.COT, Region.PARAMS, Region.NAME, R
 _HEX_BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
-def _gpt2_byte_decoder() -> dict[str, int]:
-    """Inverse of GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256+n."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
-_BYTE_DECODER = _gpt2_byte_decoder()
+_BYTE_DECODER = {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 class TokenBytes:
