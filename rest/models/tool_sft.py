@@ -1,0 +1,273 @@
+"""`tiny-qwen3-toolsft`: the tiny random Qwen3 after a short supervised warm start on the embedded tool-use task.
+
+Why: RL from a random model never sees the tool-call format, so every response in a GRPO group scores the same,
+advantages are zero and nothing learns. The standard fix is a brief SFT first. This one is deliberately short:
+the model learns the ToolRL output format (`<think> .. </think>` then `<tool_call>` and/or `<response>`, then
+`<|im_end|>`) but still gets much of the content (tool names, copied arguments) wrong when sampled, so rewards
+inside a group differ and RL has something left to improve.
+
+Training uses the embedded task's TRAIN split only (validation stays unseen), prompts tokenized exactly as the
+trainer does (`encode_prompt(..., "toolrl")`), next-token loss on response tokens only, with the 151,936-way LM
+head computed only at those positions. Fixed seed, 2 torch threads, deterministic data order: same inputs, same
+weights (up to CPU kernel nondeterminism, which we do not rely on).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rest.models.qwen_tokenizer import QWEN3_TOKENIZER_FILES
+
+TOOL_SFT_SEED = 0
+TOOL_SFT_STEPS = 100
+TOOL_SFT_BATCH_SIZE = 8
+TOOL_SFT_LR = 1e-2
+TOOL_SFT_THREADS = 2
+TOOL_SFT_NEGATIVES = 4096  # sampled-softmax negatives per step (0: the full 151,936-way LM head)
+
+
+@dataclass
+class SFTResult:
+    out_dir: Path
+    losses: list[float]  # per step, mean response-token cross entropy
+    seconds: float
+
+
+def sft_response(ground_truth: str) -> str:
+    """The assistant text trained on: a short thought naming what to do, then the ground truth (ToolRL format).
+
+    The `<|im_end|>` EOS is appended as a token id by `build_tool_sft`, not as text."""
+    from rest.data import ground_truth_calls
+
+    names = [call.name for call in ground_truth_calls(ground_truth)]
+    if names:
+        thought = "I should call " + " and ".join(names) + "."
+    else:
+        thought = "No tool is needed, I can reply directly."
+    return f"<think> {thought} </think>\n{ground_truth}"
+
+
+def _encode_examples(examples, tokenizer, eos_id: int) -> list[tuple[list[int], list[int]]]:
+    from rest.trainer.task import encode_prompt
+
+    encoded = []
+    for example in examples:
+        prompt = encode_prompt(tokenizer, example.messages, example.tools, "toolrl")
+        response = tokenizer(sft_response(example.ground_truth), add_special_tokens=False)["input_ids"] + [eos_id]
+        encoded.append((prompt, response))
+    return encoded
+
+
+def _batch(pairs, pad_id: int):
+    """Right-padded input ids, attention mask, and (row, position) of every response-token prediction."""
+    lengths = [len(p) + len(r) for p, r in pairs]
+    width = max(lengths)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for i, (prompt, response) in enumerate(pairs):
+        seq = prompt + response
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        # hidden state at position t predicts token t+1: response token j sits at len(prompt)+j
+        for j, token in enumerate(response):
+            rows.append(i)
+            cols.append(len(prompt) + j - 1)
+            targets.append(token)
+    return ids, mask, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets)
+
+
+def _response_loss(model, ids, mask, rows, cols, targets, negatives: int = 0, generator=None) -> torch.Tensor:
+    """Mean cross entropy of the response tokens; the LM head runs only at response positions.
+
+    `negatives` > 0: sampled softmax. The logits are computed for the batch's target tokens plus `negatives`
+    ids drawn uniformly from the rest of the vocabulary, each sampled logit raised by log(rest / negatives) so
+    the sample stands in for the whole rest in the partition function. About 30x cheaper than the full
+    151,936-way head on CPU, and it still pushes the untrained rows of the tied embedding down."""
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[rows, cols]  # (N, H)
+    weight = model.lm_head.weight
+    if not negatives:
+        return torch.nn.functional.cross_entropy(model.lm_head(hidden).float(), targets)
+    vocab = weight.shape[0]
+    positives, target_index = torch.unique(targets, return_inverse=True)
+    is_positive = torch.zeros(vocab, dtype=torch.bool)
+    is_positive[positives] = True
+    rest = (~is_positive).nonzero().squeeze(1)
+    count = min(negatives, rest.numel())
+    sampled = rest[torch.randperm(rest.numel(), generator=generator)[:count]]
+    logits = hidden @ weight[torch.cat([positives, sampled])].T
+    correction = torch.cat([torch.zeros(positives.numel()), torch.full((count,), math.log(rest.numel() / count))])
+    return torch.nn.functional.cross_entropy(logits + correction, target_index)
+
+
+def build_tool_sft(
+    out_dir: Path,
+    base_dir: Path,
+    steps: int = TOOL_SFT_STEPS,
+    seed: int = TOOL_SFT_SEED,
+    batch_size: int = TOOL_SFT_BATCH_SIZE,
+    lr: float = TOOL_SFT_LR,
+    negatives: int = TOOL_SFT_NEGATIVES,
+    log_every: int = 0,
+) -> SFTResult:
+    """SFT the model in `base_dir` (the tiny Qwen3) on the embedded task's train split; write it to `out_dir`.
+
+    AdamW, linear warmup (10% of steps) then cosine decay to 10% of `lr`; batches of `batch_size` examples
+    drawn in a seeded, epoch-wise shuffled order. Writes safetensors (fp32), the generation config and the
+    base's tokenizer files. Returns the per-step losses and the wall time.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rest.data import DataConfig, load_examples
+
+    start = time.perf_counter()
+    out_dir, base_dir = Path(out_dir), Path(base_dir)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(TOOL_SFT_THREADS)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        train, _val, _stats = load_examples(DataConfig())  # train split only; val stays unseen
+        eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+        pairs = _encode_examples(train, tokenizer, eos_id)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+            model.train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0, fused=True)
+            warmup = max(1, steps // 10)
+
+            def lr_at(step: int) -> float:  # step counts from 0
+                if step < warmup:
+                    return lr * (step + 1) / warmup
+                progress = (step - warmup) / max(1, steps - warmup)
+                return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+            order_rng = random.Random(seed)
+            negative_rng = torch.Generator().manual_seed(seed)
+            order: list[int] = []
+            losses: list[float] = []
+            for step in range(steps):
+                if len(order) < batch_size:
+                    epoch = list(range(len(pairs)))
+                    order_rng.shuffle(epoch)
+                    order.extend(epoch)
+                chosen, order = order[:batch_size], order[batch_size:]
+                batch = _batch([pairs[i] for i in chosen], pad_id)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step)
+                loss = _response_loss(model, *batch, negatives=negatives, generator=negative_rng)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                losses.append(loss.item())
+                if log_every and (step % log_every == 0 or step == steps - 1):
+                    print(f"step {step:4d} loss {losses[-1]:.4f} ({time.perf_counter() - start:.1f}s)", flush=True)
+
+        model.eval()
+        model.generation_config = _generation_config(base_dir)
+        model.save_pretrained(out_dir, safe_serialization=True)
+        for name in QWEN3_TOKENIZER_FILES:
+            shutil.copy2(base_dir / name, out_dir / name)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return SFTResult(out_dir=out_dir, losses=losses, seconds=time.perf_counter() - start)
+
+
+def _generation_config(base_dir: Path):
+    from transformers import GenerationConfig
+
+    return GenerationConfig.from_pretrained(base_dir)
+
+
+def evaluate_tool_sft(
+    model_dir: Path, n_prompts: int = 32, samples: int = 4, max_new_tokens: int = 64, seed: int = 0, step: int = 1,
+    schedule: bool = True, batch_prompts: int = 8,
+) -> dict:
+    """How RL-ready a model is on the embedded task's first `n_prompts` validation prompts (HF generate, CPU).
+
+    Samples `samples` responses per prompt at temperature 1.0 and one greedy response, scores them with the
+    ToolRL reward at `step`, and returns mean format / correctness / total, the fraction of groups whose
+    sampled rewards are not all equal (GRPO has signal there), the greedy exact-match rate (the text after
+    `</think>` equals the ground truth) and the greedy format rate."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rest.data import DataConfig, load_examples
+    from rest.tooluse.reward import compute_score, extract_answer
+    from rest.trainer.task import encode_prompt
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(TOOL_SFT_THREADS)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        _train, val, _stats = load_examples(DataConfig())
+        val = val[:n_prompts]
+        pad_id = tokenizer.pad_token_id
+
+        def generate(prompts: list[list[int]], do_sample: bool, num: int) -> list[str]:
+            width = max(len(p) for p in prompts)
+            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+            with torch.no_grad():
+                out = model.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                    temperature=1.0 if do_sample else None, top_p=1.0 if do_sample else None, top_k=0 if do_sample else None,
+                    num_return_sequences=num, pad_token_id=pad_id,
+                )
+            return tokenizer.batch_decode(out[:, width:], skip_special_tokens=False)
+
+        scores, groups_varied, greedy_exact, greedy_format, examples_out = [], 0, 0, 0, []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for start in range(0, len(val), batch_prompts):
+                chunk = val[start : start + batch_prompts]
+                prompts = [encode_prompt(tokenizer, ex.messages, ex.tools, "toolrl") for ex in chunk]
+                sampled = generate(prompts, True, samples)
+                greedy = generate(prompts, False, 1)
+                for k, ex in enumerate(chunk):
+                    group = [compute_score(text, ex.ground_truth, step, schedule=schedule)
+                             for text in sampled[k * samples : (k + 1) * samples]]
+                    scores.extend(group)
+                    groups_varied += len({round(s["total"], 6) for s in group}) > 1
+                    g = compute_score(greedy[k], ex.ground_truth, step, schedule=schedule)
+                    answer = extract_answer(greedy[k])
+                    greedy_exact += answer.split("</think>", 1)[-1].strip() == ex.ground_truth.strip()
+                    greedy_format += g["format"] > 0
+                    examples_out.append({"ground_truth": ex.ground_truth, "greedy": greedy[k], "sample": sampled[k * samples]})
+    finally:
+        torch.set_num_threads(previous_threads)
+    n = len(val)
+    mean = lambda key: sum(s[key] for s in scores) / len(scores)  # noqa: E731
+    return {
+        "prompts": n, "samples": samples, "step": step, "schedule": schedule,
+        "mean_format": mean("format"), "mean_correctness": mean("correctness"), "mean_total": mean("total"),
+        "format_rate": sum(s["format"] > 0 for s in scores) / len(scores),
+        "groups_with_variance": groups_varied / n, "greedy_exact_match": greedy_exact / n,
+        "greedy_format_rate": greedy_format / n, "examples": examples_out,
+    }
+
+
+if __name__ == "__main__":  # python -m rest.models.tool_sft OUT_DIR [STEPS]: build, then evaluate
+    import sys
+
+    from rest.models.cache import resolve_model_path
+
+    target = Path(sys.argv[1])
+    result = build_tool_sft(target, resolve_model_path("tiny-qwen3"),
+                            steps=int(sys.argv[2]) if len(sys.argv) > 2 else TOOL_SFT_STEPS, log_every=10)
+    print(f"built in {result.seconds:.1f}s, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
+    report = evaluate_tool_sft(target)
+    for ex in report.pop("examples")[:6]:
+        print(json.dumps(ex))
+    print(json.dumps(report, indent=1))
