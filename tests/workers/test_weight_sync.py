@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    cfg = load_config(["+recipe=tiny_cpu", "actor.lr=3e-3", f"trainer.run_dir={tmp_path_factory.mktemp('run')}"])
+    cfg = load_config(["+recipe=tiny_cpu", "actor.lr=1e-4", f"trainer.run_dir={tmp_path_factory.mktemp('run')}"])
     model_path = str(resolve_model_path(cfg.model.path))
     start_ray(cfg)
     groups = create_worker_groups(cfg, model_path, total_steps=1)
@@ -78,3 +78,24 @@ def test_missed_sync_shows_in_logprob_diff(stack):
     batch.update(groups.actor.compute_log_prob(batch))
     mask = batch["response_mask"].bool()
     assert float((batch["rollout_log_prob"] - batch["old_log_prob"]).abs()[mask].max()) > 1e-3
+
+
+def test_update_moves_log_probs_in_the_direction_of_the_advantage(stack):
+    """The sign and scale of the whole update path (loss, aggregation over ranks, FSDP gradients, AdamW)."""
+    cfg, groups = stack
+    prompts = [[9707, 11, 1879, 0], [40, 1079, 264, 5392]]
+    n = cfg.rollout.n
+    samples = groups.rollout.generate(prompts, [[11 * p + k for k in range(n)] for p in range(2)], 16)
+    flat = [s for group in samples for s in group]
+    batch = build_batch([p for p in prompts for _ in range(n)], [s.token_ids for s in flat],
+                        [s.logprobs for s in flat], pad_id=0)
+    batch.update(groups.actor.compute_log_prob(batch))
+    sign = torch.tensor([1.0, -1.0] * (len(flat) // 2))
+    batch["advantages"] = sign[:, None].expand_as(batch["response_mask"]).contiguous()
+    before = batch["old_log_prob"].clone()
+    groups.actor.update_policy(batch)
+    after = groups.actor.compute_log_prob(batch)["old_log_prob"]
+    mask = batch["response_mask"].float()
+    change = ((after - before) * mask).sum(-1) / mask.sum(-1)
+    # per sequence the samples of one prompt interfere; on average the update follows the advantage
+    assert float(change[sign > 0].mean()) > 0 > float(change[sign < 0].mean()), change
