@@ -1,6 +1,6 @@
 # `make demo`: set up the CPU stack and run the offline demo. `make test`: set up and run the test suite.
 PY := .venv/bin/python
-export REST_TEST_DATA ?= $(abspath ../shared/data)
+# Tests that read the real data samples take their folder from REST_TEST_DATA (.ci/run sets it) and skip without it.
 
 .PHONY: setup demo test test-fast lint models clean
 
