@@ -56,6 +56,7 @@ MODEL_SHAPES = {
     "qwen3-14b": ModelShape(14.8e9, 40, 5120, 17408, 151936, 8, 128, tied=False),
     "smollm2-135m-instruct": ModelShape(1.35e8, 30, 576, 1536, 49152, 3, 64, tied=True),
     "tiny-qwen3": ModelShape(2.0e7, 2, 128, 384, 151936, 2, 32, tied=True),
+    "tiny-qwen3-toolsft": ModelShape(2.0e7, 2, 128, 384, 151936, 2, 32, tied=True),  # tiny-qwen3 after SFT
 }
 
 
