@@ -155,15 +155,13 @@ class Trainer:
         return (kept + dropped)[:size], {"dapo/tries": tries, "dapo/filled_groups": filled}
 
     def _score(self, prompt, samples, progress: float) -> list[dict]:
-        scores = []
-        for sample in samples:
-            text = self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
-            score = dict(self.reward_fn(text, prompt.ground_truth, self.step, progress))
-            if self.cfg.algorithm.overlong.enable:  # DAPO soft overlong punishment, added to the reward
-                penalty = float(objective.overlong_penalty(
-                    torch.tensor([len(sample.token_ids)]), self.cfg.data.max_response_length, self.cfg.algorithm)[0])
-                score["total"] += penalty
-            scores.append(score)
+        scores = [dict(self.reward_fn(self.tokenizer.decode(s.token_ids, skip_special_tokens=True),
+                                      prompt.ground_truth, self.step, progress)) for s in samples]
+        # DAPO's soft overlong punishment, added to the reward (zeros unless algorithm.overlong.enable)
+        penalties = objective.overlong_penalty(torch.tensor([len(s.token_ids) for s in samples]),
+                                               self.cfg.data.max_response_length, self.cfg.algorithm)
+        for score, penalty in zip(scores, penalties.tolist()):
+            score["total"] += penalty
         return scores
 
     def _check_sync(self, batch) -> dict[str, float]:
