@@ -155,6 +155,13 @@ class FSDPActorWorker:
         sums: dict[str, float] = {}
         grad_norms: list[float] = []
         count = 0
+        # Without old log-probs the update is on-policy (the driver checked: one epoch, one mini-batch), so each
+        # micro-batch's forward runs before the only optimizer step and its log-probs are the old ones.
+        fused = "old_log_prob" not in batch.keys()
+        if fused and (cfg.actor.ppo_epochs != 1 or batch.batch_size[0] > local_mini):
+            raise ValueError("update_policy without old_log_prob needs one PPO epoch over one mini-batch")
+        diff_max = torch.zeros((), dtype=torch.float64)
+        diff_sum, diff_count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
         for _ in range(cfg.actor.ppo_epochs):
             for mini in batch.split(local_mini):
                 weights = mini["token_weights"] if "token_weights" in mini.keys() else None
@@ -166,8 +173,17 @@ class FSDPActorWorker:
                 for micro in mini.split(cfg.actor.ppo_micro_batch_size):
                     logprob, entropy = self._score(micro)
                     micro = micro.to(self.device)
+                    if fused:
+                        old_log_prob = logprob.detach()
+                        diff = (micro["rollout_log_prob"] - old_log_prob).abs()[micro["response_mask"].bool()]
+                        if diff.numel():
+                            diff_max = torch.maximum(diff_max, diff.max().double().cpu())
+                            diff_sum += diff.double().sum().cpu()
+                            diff_count += diff.numel()
+                    else:
+                        old_log_prob = micro["old_log_prob"]
                     loss, metrics = objective.policy_loss(
-                        logprob, micro["old_log_prob"], micro["advantages"], micro["response_mask"],
+                        logprob, old_log_prob, micro["advantages"], micro["response_mask"],
                         micro["token_weights"] if weights is not None else None, algo,
                         denominator=denominator.to(logprob.dtype), norm_len=norm_len,
                     )
@@ -189,6 +205,11 @@ class FSDPActorWorker:
         metrics["actor/pg_loss"] = sums["actor/pg_loss"] * self.world_size / len(grad_norms)
         metrics["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
+        if fused:  # the rollout/actor agreement over the whole batch, the same on every rank
+            diff_max = diff_max.to(self.device)
+            dist.all_reduce(diff_max, op=dist.ReduceOp.MAX)
+            metrics["rollout/logprob_diff_max"] = float(diff_max)
+            metrics["rollout/logprob_diff_mean"] = float(self._global_sum(diff_sum) / self._global_sum(diff_count).clamp(min=1))
         return metrics
 
     # ---------------------------------------------------------------- weights

@@ -35,6 +35,10 @@ class ActorConfig:
     lr_schedule: str = "constant"  # constant | cosine
     grad_clip: float = 1.0
     ppo_epochs: int = 1
+    # auto: when the update is exactly on-policy (1 PPO epoch, 1 mini-batch = the whole batch, no entropy-dependent
+    # region weights) the update's own forward gives the old log-probs (ratio 1) and the sync check, saving a
+    # forward pass, as TRL does; recompute: always a separate no-grad forward first (verl's behaviour)
+    old_log_prob: str = "auto"
     ppo_mini_batch_size: int = 4  # prompts per optimizer step (x rollout.n sequences)
     ppo_micro_batch_size: int = 2  # sequences per rank per forward/backward
     logprob_micro_batch_size: int = 4  # sequences per rank per no-grad forward

@@ -46,6 +46,8 @@ def check_batch_sizes(cfg: RestConfig) -> None:
     _require(mini_sequences % actor.num_workers == 0,
              f"actor.ppo_mini_batch_size x rollout.n = {mini_sequences} must divide evenly over "
              f"actor.num_workers = {actor.num_workers}")
+    _require(actor.old_log_prob in ("auto", "recompute"),
+             f"actor.old_log_prob must be auto or recompute, got {actor.old_log_prob!r}")
     per_rank = mini_sequences // actor.num_workers
     _require(per_rank % actor.ppo_micro_batch_size == 0,
              f"actor.ppo_micro_batch_size = {actor.ppo_micro_batch_size} must divide the per-rank mini-batch "

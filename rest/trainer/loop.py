@@ -38,6 +38,15 @@ class WeightSyncError(RuntimeError):
     """The rollout engine does not sample from the policy the actor holds."""
 
 
+def fuses_old_log_prob(cfg: RestConfig) -> bool:
+    """Whether the update's own forward can stand in for the old-policy forward (actor.old_log_prob=auto): true
+    when every micro-batch is scored before the one optimizer step of the step (one PPO epoch, one mini-batch)
+    and nothing computed before the update needs the old entropy (entropy-dependent region weights)."""
+    return (cfg.actor.old_log_prob == "auto" and cfg.actor.ppo_epochs == 1
+            and cfg.actor.ppo_mini_batch_size == cfg.data.train_batch_size
+            and cfg.algorithm.region_weights.mode != "entropy")
+
+
 class Trainer:
     def __init__(self, cfg: RestConfig, groups: WorkerGroups, tokenizer, train: PromptSet, validator: Validator,
                  total_steps: int):
@@ -47,6 +56,7 @@ class Trainer:
         self.reward_fn = build_reward_fn(cfg.algorithm.reward)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.step = 0
+        self.fused_old_log_prob = fuses_old_log_prob(cfg)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> None:
@@ -94,18 +104,23 @@ class Trainer:
                 regions = [label_response(s.token_ids, self.tokenizer) for _, s, _ in rows]
             batch = build_batch([g.prompt.prompt_ids for g, _, _ in rows], [s.token_ids for _, s, _ in rows],
                                 [s.logprobs for _, s, _ in rows], self.pad_id)
-            with timer.phase("old_log_prob"):
-                batch.update(self.groups.actor.compute_log_prob(batch))
-            sync_metrics = self._check_sync(batch)
+            if not self.fused_old_log_prob:
+                with timer.phase("old_log_prob"):
+                    batch.update(self.groups.actor.compute_log_prob(batch))
+                sync_metrics = self._check_sync(batch)
             with timer.phase("adv"):
                 mask = batch["response_mask"]
                 batch["advantages"] = objective.compute_advantages(rewards, group_ids, mask, cfg.algorithm)
+                entropy = None if self.fused_old_log_prob else batch["entropy"]
                 weights, weight_metrics = objective.compute_token_weights(
-                    pad_rows(regions, mask.shape[1]), mask, batch["entropy"], progress, self.step, cfg.algorithm)
+                    pad_rows(regions, mask.shape[1]), mask, entropy, progress, self.step, cfg.algorithm)
                 if weights is not None:
                     batch["token_weights"] = weights
             with timer.phase("update_actor"):
                 actor_metrics = self.groups.actor.update_policy(batch)
+            if self.fused_old_log_prob:  # the update's first forward measured the rollout/actor agreement
+                sync_metrics = self._check_sync_values(actor_metrics.pop("rollout/logprob_diff_max"),
+                                                       actor_metrics.pop("rollout/logprob_diff_mean"))
             with timer.phase("sync"):
                 self.sync_weights()
         tokens = int(batch["attention_mask"].sum())
@@ -169,13 +184,16 @@ class Trainer:
         engine holds the actor's weights. A silent weight-sync failure shows up here first."""
         mask = batch["response_mask"].bool()
         diff = (batch["rollout_log_prob"] - batch["old_log_prob"]).abs()[mask]
-        diff_max = float(diff.max()) if diff.numel() else 0.0
+        return self._check_sync_values(float(diff.max()) if diff.numel() else 0.0,
+                                       float(diff.mean()) if diff.numel() else 0.0)
+
+    def _check_sync_values(self, diff_max: float, diff_mean: float) -> dict[str, float]:
         threshold = self.cfg.rollout.logprob_diff_threshold
         if threshold is not None and diff_max > threshold:
             raise WeightSyncError(
                 f"step {self.step}: rollout/logprob_diff_max = {diff_max:.3g} > rollout.logprob_diff_threshold = "
                 f"{threshold:g}: the rollout engine is not sampling from the actor's weights")
-        return {"rollout/logprob_diff_max": diff_max, "rollout/logprob_diff_mean": float(diff.mean()) if diff.numel() else 0.0}
+        return {"rollout/logprob_diff_max": diff_max, "rollout/logprob_diff_mean": diff_mean}
 
     def sync_weights(self) -> None:
         refs = self.groups.actor.call_async("export_weights", self.cfg.rollout.dtype)

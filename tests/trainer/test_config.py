@@ -79,3 +79,22 @@ def test_dry_run_prints_plan_without_ray(capsys):
     out = capsys.readouterr().out
     assert "2 FSDP2 ranks" in out and "vllm" in out
     assert not ray.is_initialized()
+
+
+def test_old_log_prob_forward_is_fused_only_for_an_exactly_on_policy_update():
+    from rest.config.load import load_config
+    from rest.trainer.loop import fuses_old_log_prob
+
+    def fused(*overrides):
+        return fuses_old_log_prob(load_config(["+recipe=tiny_cpu", *overrides]))
+
+    assert fused("algorithm=grpo", "actor.ppo_mini_batch_size=4")
+    assert fused("algorithm=rest_static", "actor.ppo_mini_batch_size=4")  # static weights need no entropy
+    assert not fused("algorithm=grpo")  # two mini-batches: the second is scored after an optimizer step
+    assert not fused("algorithm=grpo", "actor.ppo_mini_batch_size=4", "actor.ppo_epochs=2")
+    assert not fused("algorithm=rest", "actor.ppo_mini_batch_size=4")  # entropy weights need the old entropy
+    assert not fused("algorithm=grpo", "actor.ppo_mini_batch_size=4", "actor.old_log_prob=recompute")
+
+
+def test_old_log_prob_mode_is_checked():
+    assert "actor.old_log_prob" in error_of(["actor.old_log_prob=sometimes"])

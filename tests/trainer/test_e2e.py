@@ -98,3 +98,23 @@ def test_presets_backends_and_placements_run(tmp_path, overrides):
     if "algorithm=dapo" in overrides:
         assert "dapo/tries" in rows[0]
         assert any((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_on_policy_update_reuses_its_forward_for_old_log_probs(tmp_path):
+    """actor.old_log_prob=auto skips the separate old-policy forward when the update is on-policy (one epoch,
+    one mini-batch): the loss, gradient and sync check must equal those of the recomputing path."""
+    common = ["algorithm=grpo", "trainer.total_steps=2", "trainer.export_hf=false", "trainer.save_final=false",
+              "actor.ppo_mini_batch_size=4"]
+    run_main(tmp_path / "auto", *common)
+    run_main(tmp_path / "recompute", *common, "actor.old_log_prob=recompute")
+    auto, recompute = metrics(tmp_path / "auto"), metrics(tmp_path / "recompute")
+    assert all("timing_s/old_log_prob" not in row for row in auto)
+    assert all("timing_s/old_log_prob" in row for row in recompute)
+    for row in auto:
+        assert 0 < row["rollout/logprob_diff_max"] < 1e-3
+    a, b = auto[0], recompute[0]  # same weights and samples at step 1
+    assert a["response_length/mean"] == b["response_length/mean"]
+    assert a["rollout/logprob_diff_max"] == pytest.approx(b["rollout/logprob_diff_max"], rel=1e-2, abs=1e-6)
+    assert a["actor/pg_loss"] == pytest.approx(b["actor/pg_loss"], rel=1e-4, abs=1e-6)
+    assert a["actor/grad_norm"] == pytest.approx(b["actor/grad_norm"], rel=1e-4)
+    assert a["actor/pg_clipfrac"] == b["actor/pg_clipfrac"] == 0.0  # the ratio is 1 on-policy
