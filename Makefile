@@ -22,6 +22,16 @@ models: setup
 clean:
 	rm -rf runs outputs wandb .pytest_cache
 
+# ---- benchmarks (README "Performance"): scripts that print figures and rewrite their section of bench/RESULTS.md
+.PHONY: bench bench-quick
+BENCH_SCRIPTS := entropy_memory rollout weight_sync scaling rl_step_vs_trl
+
+bench: setup  # all of them in turn, full size (~1 h on 2 cores); run one with: .venv/bin/python bench/NAME.py
+	@for b in $(BENCH_SCRIPTS); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
+
+bench-quick: setup  # every script at its smallest size: checks they run (figures too small to quote)
+	@for b in $(BENCH_SCRIPTS); do echo "== bench/$$b.py --quick"; $(PY) bench/$$b.py --quick || exit 1; done
+
 # ---- recipes, cluster, images (README "Running on a cluster")
 .PHONY: dry-run dry-run-all test-recipes test-ray-job ray-job lint-docker docker-build docker-build-cpu setup-gpu
 RECIPE ?= tiny_cpu

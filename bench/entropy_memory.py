@@ -1,22 +1,46 @@
 """Peak extra memory and time of per-token entropy/log-prob: naive vs chunked vs fused-from-hidden.
 
-Not a test. Each case runs in a fresh subprocess; its peak extra memory is the process's RSS high-water mark
-(VmHWM in /proc/self/status) minus the RSS once the inputs (hidden [N, H], lm_head weight [V, H], labels)
-exist. All three cases start from the same inputs:
-  naive    logits = hidden @ W.T, then log_softmax over the whole [N, V]
+Not a test. Each case runs in a fresh subprocess (with the allocator settings our Ray workers get,
+common.MALLOC_ENV, and torch's default thread count); its peak extra memory is the process's RSS high-water
+mark (VmHWM in /proc/self/status) after the first call minus the RSS once the inputs (hidden [N, H], lm_head
+weight [V, H], labels) exist. (The high-water mark after the timed repeats is recorded too: under MALLOC_ENV,
+which never trims the heap, fragmentation can raise it over repeated calls.) All three cases start from the same inputs:
+  naive    logits = hidden @ W.T, then log_softmax over the whole [N, V] (`entropy_and_logprob_naive`)
   chunked  logits = hidden @ W.T (materialised, as after an HF forward), then `entropy_and_logprob`
-  fused    `entropy_and_logprob_from_hidden`: never more than one chunk of logits
-Usage: python bench/entropy_memory.py [--tokens 1024 2048 ...] [--vocab 151936] [--hidden 128] [--backward]
+  fused    `entropy_and_logprob_from_hidden` (what the FSDP actor runs): never more than one chunk of logits
+Two tables: forward only (no grad, as in the old-log-prob pass) and forward + backward of sum(logprob) (as in
+the actor update). Time is the median of --repeats runs after one warm-up run (a case whose warm-up takes
+longer than --long-s is timed by that one run).
+
+Naive full logits at 16k+ tokens needs more memory than this machine has (one fp32 [16384, 151936] tensor is
+9.3 GiB and the naive path holds several). Before each case its need is estimated from the sizes already
+measured (it is linear in N) and the case is skipped when that exceeds MemAvailable minus --margin-gib; the
+child also caps its own data segment (RLIMIT_DATA) there, so an underestimate fails the case instead of
+waking the OOM killer on a shared machine. Skipped naive/chunked sizes are extrapolated linearly from the
+measured ones and marked as such.
+
+Usage: python bench/entropy_memory.py [--tokens 1024 ...] [--modes forward backward] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import MALLOC_ENV, ROOT, median, table, write_section  # noqa: E402
 
 CASES = ("naive", "chunked", "fused")
+OUT = ROOT / "bench" / "out"
+MIB = 2**20
+# Prior guesses of the number of fp32 [N, V] buffers alive at the peak, used until a size has been measured.
+PRIOR_BUFFERS = {("naive", False): 4.0, ("naive", True): 5.0, ("chunked", False): 1.0, ("chunked", True): 2.0,
+                 ("fused", False): 0.0, ("fused", True): 0.0}
 
 
 def _status_kib(field: str) -> int:
@@ -27,7 +51,17 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def run_case(case: str, n: int, vocab: int, hidden: int, chunk: int, backward: bool) -> dict:
+def mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("MemAvailable not in /proc/meminfo")
+
+
+def run_case(case: str, n: int, vocab: int, hidden: int, chunk: int, backward: bool, repeats: int,
+             long_s: float, allow_bytes: int) -> dict:
+    import resource
     import time
 
     import torch
@@ -50,50 +84,346 @@ def run_case(case: str, n: int, vocab: int, hidden: int, chunk: int, backward: b
             if backward:
                 lp.sum().backward()
                 h.grad = w.grad = None
-        return ent, lp
+        return float(ent.sum()) + float(lp.sum())  # drop the outputs (and any graph) before the next run
 
     base = _status_kib("VmRSS")
-    t0 = time.perf_counter()
-    step()
-    seconds = time.perf_counter() - t0
+    if allow_bytes > 0:  # fail this case (MemoryError/RuntimeError) rather than push the machine into the OOM killer
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        resource.setrlimit(resource.RLIMIT_DATA, (_status_kib("VmData") * 1024 + allow_bytes, hard))
+    try:
+        t0 = time.perf_counter()
+        step()
+        warm = time.perf_counter() - t0
+    except (MemoryError, RuntimeError) as error:
+        return {"case": case, "tokens": n, "backward": backward, "status": "out of memory (guard)",
+                "error": str(error)[:200]}
+    first_peak = _status_kib("VmHWM")
+    times, stopped = [], None
+    if warm > long_s:
+        times, warmed = [warm], False
+    else:
+        warmed = True
+        for _ in range(repeats):
+            try:
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            except (MemoryError, RuntimeError) as error:  # fragmentation over repeated calls hit the guard
+                stopped = str(error)[:200]
+                break
+        if not times:
+            times, warmed = [warm], False
     peak = _status_kib("VmHWM")
-    return {"case": case, "tokens": n, "extra_mib": (peak - base) / 1024, "seconds": seconds}
+    return {"case": case, "tokens": n, "backward": backward, "status": "measured",
+            "extra_mib": (first_peak - base) / 1024, "extra_all_calls_mib": (peak - base) / 1024,
+            "calls": 1 + (len(times) if warmed else 0), "repeats_stopped": stopped,
+            "base_mib": base / 1024, "seconds": median(times), "times": times, "warmed_up": warmed,
+            "threads": torch.get_num_threads()}
+
+
+def logits_bytes(n: int, vocab: int) -> int:
+    return n * vocab * 4
+
+
+def estimate_bytes(case: str, backward: bool, n: int, vocab: int, chunk: int, measured: list[dict]) -> float:
+    """Bytes this case will need: a linear fit in N over the measured sizes of the same case plus 15%, the
+    measured per-token figure x N when only one size was measured (conservative: the fixed part is folded into
+    the slope), else a prior guess of the [N, V] buffers plus a few chunk-sized ones."""
+    same = [r for r in measured if r["case"] == case and r["backward"] == backward and r["status"] == "measured"]
+    if len(same) >= 2:
+        a, b = linear_fit([(r["tokens"], r["extra_mib"]) for r in same])
+        return (max(a + b * n, max(r["extra_mib"] for r in same)) * 1.15 + 256) * MIB
+    if same:
+        return max(r["extra_mib"] * MIB / r["tokens"] for r in same) * n
+    return PRIOR_BUFFERS[(case, backward)] * logits_bytes(n, vocab) + 6 * min(chunk, n) * vocab * 4
+
+
+def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares y = a + b x (b = y/x through the origin when there is one point)."""
+    if len(points) == 1:
+        x, y = points[0]
+        return 0.0, y / x
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    b = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return my - b * mx, b
+
+
+def run_mode(args, backward: bool, tokens: list[int], results: list[dict]) -> list[dict]:
+    mode = "forward+backward" if backward else "forward"
+    print(f"\n== {mode}: vocab {args.vocab}, hidden {args.hidden}, chunk {args.chunk}; extra = peak RSS - inputs")
+    print(f"{'tokens':>7} {'case':>8} {'[N,V] MiB':>10} {'extra MiB':>10} {'all calls':>10} {'seconds':>8} "
+          f"{'runs':>5} {'mem/naive':>10} {'time/naive':>10}", flush=True)
+    rows = []
+    for n in tokens:
+        naive = None
+        for case in CASES:
+            need = estimate_bytes(case, backward, n, args.vocab, args.chunk, results)
+            room = mem_available() - args.margin_gib * 2**30
+            if args.mem_limit_gib:
+                room = min(room, args.mem_limit_gib * 2**30)
+            base = {"case": case, "tokens": n, "backward": backward, "logits_mib": logits_bytes(n, args.vocab) / MIB,
+                    "estimate_mib": need / MIB, "room_mib": room / MIB}
+            if need > room:
+                res = {**base, "status": "skipped"}
+                print(f"{n:>7} {case:>8} {base['logits_mib']:>10.0f}   skipped: needs ~{need / 2**30:.1f} GiB, "
+                      f"{room / 2**30:.1f} GiB free above the margin", flush=True)
+            else:
+                cmd = [sys.executable, __file__, "--_case", case, str(n), "--vocab", str(args.vocab),
+                       "--hidden", str(args.hidden), "--chunk", str(args.chunk), "--repeats", str(args.repeats),
+                       "--long-s", str(args.long_s), "--_allow", str(int(room))]
+                cmd += ["--backward"] if backward else []
+                env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": str(ROOT)}
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+                lines = proc.stdout.strip().splitlines()
+                if proc.returncode != 0 or not lines:
+                    res = {**base, "status": f"failed (exit {proc.returncode})", "error": proc.stderr[-500:]}
+                    print(f"{n:>7} {case:>8} failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}", flush=True)
+                else:
+                    res = {**base, **json.loads(lines[-1])}
+                    if res["status"] != "measured":
+                        print(f"{n:>7} {case:>8} {res['status']}", flush=True)
+            results.append(res)
+            if res["status"] == "measured":
+                if case == "naive":
+                    naive = res
+                mem_ratio = f"{res['extra_mib'] / naive['extra_mib']:.3f}" if naive else "-"
+                time_ratio = f"{res['seconds'] / naive['seconds']:.2f}" if naive else "-"
+                runs = f"{len(res['times'])}{'' if res['warmed_up'] else '*'}"
+                print(f"{n:>7} {case:>8} {res['logits_mib']:>10.0f} {res['extra_mib']:>10.0f} "
+                      f"{res['extra_all_calls_mib']:>10.0f} {res['seconds']:>8.2f} {runs:>5} {mem_ratio:>10} "
+                      f"{time_ratio:>10}", flush=True)
+            rows.append(res)
+    return rows
+
+
+# Extra [N, V] fp32 buffers a chunked (materialised-logits) case holds per extra token: the logits, and with
+# backward also their gradient.
+CHUNKED_SLOPE = {False: 1, True: 2}
+
+
+def extrapolation(rows: list[dict], backward: bool) -> dict:
+    """How sizes that were not run are extrapolated, from the largest measured size N_m of each case (its
+    first-call peak, the figure least inflated by allocator fragmentation; a lower naive figure makes the ratios
+    against it conservative):
+      naive    extra(N) = k x N x V x 4 bytes, k = extra(N_m) / (N_m x V x 4) buffers (it is linear in N)
+      chunked  extra(N) = extra(N_m) + s x (N - N_m) x V x 4 bytes, s = 1 forward, 2 with backward"""
+    out = {}
+    for case in ("naive", "chunked"):
+        done = [r for r in rows if r["case"] == case and r["status"] == "measured"]
+        if not done:
+            continue
+        ref = max(done, key=lambda r: r["tokens"])
+        first = ref["extra_mib"]
+        out[case] = {"measured_tokens": sorted(r["tokens"] for r in done), "ref_tokens": ref["tokens"],
+                     "ref_first_call_mib": first, "ref_logits_mib": ref["logits_mib"],
+                     "buffers": first / ref["logits_mib"], "slope_buffers": CHUNKED_SLOPE[backward]}
+    return out
+
+
+def extrapolate(case: str, ex: dict, logits_mib: float) -> float:
+    e = ex[case]
+    if case == "naive":
+        return e["buffers"] * logits_mib
+    return e["ref_first_call_mib"] + e["slope_buffers"] * (logits_mib - e["ref_logits_mib"])
+
+
+def summarize(rows: list[dict], tokens: list[int], vocab: int, backward: bool) -> tuple[list[list], dict]:
+    """One table row per token count; naive/chunked sizes that were not run are extrapolated (see
+    `extrapolation`) and marked."""
+    by = {(r["case"], r["tokens"]): r for r in rows}
+    ex = extrapolation(rows, backward)
+    out, summary = [], {}
+    for n in tokens:
+        lmib = logits_bytes(n, vocab) / MIB
+        mem, label, secs = {}, {}, {}
+        for case in CASES:
+            r = by.get((case, n))
+            if r and r["status"] == "measured":
+                mem[case], label[case], secs[case] = r["extra_mib"], f"{r['extra_mib']:,.0f}", r["seconds"]
+            elif case in ex:
+                mem[case] = extrapolate(case, ex, lmib)
+                label[case] = f"~{mem[case]:,.0f} (extrapolated)"
+            else:
+                label[case] = "-"
+        ratio = {}
+        for case in ("chunked", "fused"):
+            if case in mem and "naive" in mem:
+                extrap = any(c not in secs for c in (case, "naive"))
+                ratio[case] = mem[case] / mem["naive"]
+                label[case + "_ratio"] = f"{ratio[case]:.3f}" + (" (extrap.)" if extrap else "")
+            else:
+                label[case + "_ratio"] = "-"
+        t_ratio = f"{secs['fused'] / secs['naive']:.2f}" if "fused" in secs and "naive" in secs else "-"
+        out.append([n, f"{lmib:,.0f}", label["naive"], label["chunked"], label["fused"],
+                    label["chunked_ratio"], label["fused_ratio"],
+                    *(f"{secs[c]:.2f}" if c in secs else "-" for c in CASES), t_ratio])
+        summary[n] = {"logits_mib": lmib, "naive_mib": mem.get("naive"), "chunked_mib": mem.get("chunked"),
+                      "fused_mib": mem.get("fused"), "naive_measured": "naive" in secs,
+                      "chunked_measured": "chunked" in secs, "chunked_over_naive": ratio.get("chunked"),
+                      "fused_over_naive": ratio.get("fused"), "seconds": secs}
+    return out, {"per_tokens": summary, "extrapolation": ex, "rows": rows}
+
+
+HEADERS = ["tokens", "fp32 [N,V] MiB", "naive MiB", "chunked MiB", "fused MiB", "chunked/naive", "fused/naive",
+           "naive s", "chunked s", "fused s", "fused s / naive s"]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
+    p.add_argument("--tokens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384, 32768])
+    p.add_argument("--backward-tokens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384],
+                   help="token counts of the forward+backward table")
+    p.add_argument("--modes", nargs="+", choices=["forward", "backward"], default=["forward", "backward"])
+    p.add_argument("--backward", action="store_true", help="only the forward+backward table (= --modes backward)")
     p.add_argument("--vocab", type=int, default=151_936)
     p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--chunk", type=int, default=1024)
-    p.add_argument("--backward", action="store_true", help="time forward + backward of the log-prob")
-    p.add_argument("--naive-limit-gib", type=float, default=16.0, help="skip naive when 3 N V 4 bytes exceeds it")
+    p.add_argument("--chunk", type=int, default=1024, help="rows per chunk (actor.entropy_chunk_size)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up")
+    p.add_argument("--long-s", type=float, default=8.0, help="a warm-up slower than this is the only timed run")
+    p.add_argument("--margin-gib", type=float, default=4.0, help="memory left free for the rest of the machine")
+    p.add_argument("--mem-limit-gib", type=float, default=0.0, help="also never plan a case above this (0: off)")
+    p.add_argument("--quick", action="store_true", help="1k and 2k tokens, one timed run")
+    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and bench/out alone")
+    p.add_argument("--from-json", metavar="PATH", help="re-render the tables and the section from a saved "
+                   "bench/out/entropy_memory.json instead of measuring")
     p.add_argument("--_case", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--_allow", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._case:
-        out = run_case(args._case[0], int(args._case[1]), args.vocab, args.hidden, args.chunk, args.backward)
+        out = run_case(args._case[0], int(args._case[1]), args.vocab, args.hidden, args.chunk, args.backward,
+                       args.repeats, args.long_s, args._allow)
         print(json.dumps(out))
         return
+    if args.backward:
+        args.modes = ["backward"]
+    if args.quick:
+        args.tokens, args.backward_tokens, args.repeats = [1024, 2048], [1024, 2048], 1
 
-    mode = "forward+backward" if args.backward else "forward"
-    print(f"vocab {args.vocab}, hidden {args.hidden}, chunk {args.chunk}, {mode}; extra = peak RSS - inputs")
-    print(f"{'tokens':>7} {'case':>8} {'extra MiB':>10} {'seconds':>8} {'mem vs naive':>13} {'time vs naive':>14}")
-    for n in args.tokens:
-        naive = None
-        for case in CASES:
-            est_gib = (3 if case == "naive" else 1) * n * args.vocab * 4 / 2**30
-            if case != "fused" and est_gib > args.naive_limit_gib:
-                print(f"{n:>7} {case:>8} {'skipped (~%.0f GiB)' % est_gib:>24}")
+    results: list[dict] = []
+    tables, summaries = {}, {}
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        for key in ("vocab", "hidden", "chunk", "repeats", "long_s", "margin_gib"):
+            setattr(args, key, saved.get(key, getattr(args, key)))
+        results = saved["results"]
+    for mode in ("forward", "backward"):
+        if mode not in args.modes:
+            continue
+        toks = args.tokens if mode == "forward" else args.backward_tokens
+        if args.from_json:
+            rows = [r for r in results if r["backward"] == (mode == "backward")]
+            toks = sorted({r["tokens"] for r in rows})
+            if not rows:
                 continue
-            cmd = [sys.executable, __file__, "--_case", case, str(n), "--vocab", str(args.vocab),
-                   "--hidden", str(args.hidden), "--chunk", str(args.chunk)] + (["--backward"] if args.backward else [])
-            res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-            if case == "naive":
-                naive = res
-            mem_ratio = f"{res['extra_mib'] / naive['extra_mib']:.3f}" if naive else "-"
-            time_ratio = f"{res['seconds'] / naive['seconds']:.2f}" if naive else "-"
-            print(f"{n:>7} {case:>8} {res['extra_mib']:>10.0f} {res['seconds']:>8.2f} {mem_ratio:>13} {time_ratio:>14}",
-                  flush=True)
+        else:
+            rows = run_mode(args, mode == "backward", toks, results)
+        tables[mode], summaries[mode] = summarize(rows, toks, args.vocab, mode == "backward")
+
+    print()
+    for mode, trows in tables.items():
+        print(f"{mode}:")
+        print(table(HEADERS, trows))
+        for note in extrapolation_notes(summaries[mode]["extrapolation"]):
+            print(f"  {note}")
+    if args.no_write:
+        return
+
+    if args.from_json:
+        write_section("entropy_memory", "Entropy and log-prob memory vs naive full logits",
+                      body(args, tables, summaries) + f"\n\n_Tables re-rendered from `{args.from_json}`._")
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    raw = {"vocab": args.vocab, "hidden": args.hidden, "chunk": args.chunk, "repeats": args.repeats,
+           "long_s": args.long_s, "margin_gib": args.margin_gib,
+           "extra_mib": "peak RSS during the first call minus RSS with the inputs; extra_all_calls_mib: after all calls",
+           "malloc_env": MALLOC_ENV, "results": results,
+           "summary": {m: {"extrapolation": s["extrapolation"], "per_tokens": {str(k): v for k, v in s["per_tokens"].items()}}
+                       for m, s in summaries.items()}}
+    name = "entropy_memory-quick.json" if args.quick else "entropy_memory.json"
+    (OUT / name).write_text(json.dumps(raw, indent=1))
+    print(f"wrote {OUT / name}")
+    write_section("entropy_memory", "Entropy and log-prob memory vs naive full logits", body(args, tables, summaries))
+
+
+def extrapolation_notes(ex: dict) -> list[str]:
+    notes = []
+    if "naive" in ex:
+        e = ex["naive"]
+        notes.append(f"naive measured at N = {', '.join(map(str, e['measured_tokens']))}; it holds "
+                     f"{e['buffers']:.2f} fp32 [N, V] buffers at N = {e['ref_tokens']} (first call), and larger N are "
+                     f"extrapolated as {e['buffers']:.2f} x N x V x 4 bytes")
+    if "chunked" in ex:
+        e = ex["chunked"]
+        notes.append(f"chunked measured at N = {', '.join(map(str, e['measured_tokens']))}; larger N are "
+                     f"extrapolated as its first-call peak at N = {e['ref_tokens']} + {e['slope_buffers']} x "
+                     f"(N - {e['ref_tokens']}) x V x 4 bytes (the materialised logits"
+                     + (" and their gradient)" if e["slope_buffers"] == 2 else ")"))
+    return notes
+
+
+def body(args, tables: dict, summaries: dict) -> str:
+    parts = [
+        f"Per-token entropy + log-prob of the taken token at vocab {args.vocab:,} (hidden {args.hidden}, chunk "
+        f"{args.chunk} rows = `actor.entropy_chunk_size`), fp32, CPU, torch default threads, the workers' allocator "
+        "settings (`MALLOC_*`, which never give freed heap back, so a pattern of fresh per-chunk allocations shows "
+        "up as fragmentation). *Extra* = the process's peak RSS (VmHWM) during its first call minus its RSS once "
+        "the inputs exist, each case in a fresh process. **naive**: `hidden @ W.T` then `log_softmax` over the whole [N, V]; **chunked**: the same "
+        "logits materialised (as after an HF forward), then `entropy_and_logprob` chunk by chunk; **fused**: "
+        "`entropy_and_logprob_from_hidden` (what the FSDP actor runs), one chunk of logits at a time. "
+        f"Times: median of {args.repeats} timed run{'s' if args.repeats != 1 else ''} after a warm-up (a case "
+        f"whose warm-up took over {args.long_s:g} s is timed by that single run); the machine is shared, so times "
+        "are indicative. Measured sizes show their figures; sizes too big for this machine are extrapolated and "
+        "marked.",
+    ]
+    chunk_mib = args.chunk * args.vocab * 4 / MIB
+    verdicts = []
+    for mode, title in (("forward", "Forward only (no grad, as the old-log-prob pass)"),
+                        ("backward", "Forward + backward of sum(log-prob) (as the actor update)")):
+        if mode not in tables:
+            continue
+        summ = summaries[mode]
+        parts.append(f"### {title}\n\n" + table(HEADERS, tables[mode]))
+        notes = extrapolation_notes(summ["extrapolation"])
+        skipped = sorted(n for n, x in summ["per_tokens"].items() if not x["naive_measured"])
+        if skipped:
+            notes.append(f"naive at N = {', '.join(map(str, skipped))} was not run: it would not fit in the free "
+                         "memory of this machine (each case is skipped when its estimated need exceeds MemAvailable "
+                         f"minus {args.margin_gib:g} GiB); ratios against extrapolated figures are marked (extrap.)")
+        fused = [x["fused_mib"] for x in summ["per_tokens"].values() if "fused" in x["seconds"]]
+        if fused:
+            notes.append(f"fused extra memory stays within {min(fused):,.0f}..{max(fused):,.0f} MiB over all measured N "
+                         f"({min(fused) / chunk_mib:.1f}..{max(fused) / chunk_mib:.1f} x one fp32 chunk of logits, "
+                         f"{chunk_mib:,.0f} MiB): it does not grow with N")
+        grown = [(r["extra_all_calls_mib"] / r["extra_mib"], r) for r in summ["rows"]
+                 if r["status"] == "measured" and r["extra_mib"] > 0]
+        if grown:
+            g, r = max(grown, key=lambda t: t[0])
+            fused_g = max((t[0] for t in grown if t[1]["case"] == "fused"), default=float("nan"))
+            notes.append(f"over the warm-up + timed calls the high-water mark grew by at most {g:.2f}x "
+                         f"({r['case']} at N = {r['tokens']}: {r['extra_mib']:,.0f} -> {r['extra_all_calls_mib']:,.0f} "
+                         f"MiB; heap fragmentation under the never-trim allocator settings); fused at most "
+                         f"{fused_g:.2f}x (all figures in bench/out/entropy_memory.json)")
+        parts.append("\n".join(f"- {n}." for n in notes))
+        x16 = summ["per_tokens"].get(16384)
+        if x16 and x16.get("fused_over_naive") is not None:
+            how = "naive measured" if x16["naive_measured"] else "naive extrapolated, not measured"
+            chunked = (f"{x16['chunked_over_naive']:.3f}" + ("" if x16["chunked_measured"] else " (chunked extrapolated)")
+                       if x16.get("chunked_over_naive") is not None else "-")
+            r = x16["fused_over_naive"]
+            both = [(n, x) for n, x in summ["per_tokens"].items() if x["naive_measured"] and "fused" in x["seconds"]]
+            measured = ""
+            if both and not x16["naive_measured"]:
+                n_m, x_m = max(both, key=lambda t: t[0])
+                measured = (f"; largest size with both measured: N = {n_m}, fused / naive = "
+                            f"{x_m['fused_over_naive']:.3f} = 1/{1 / x_m['fused_over_naive']:.0f}")
+            verdicts.append(f"{mode}: fused / naive = {r:.3f} = 1/{1 / r:.0f} ({'meets' if r <= 1 / 8 else 'MISSES'} "
+                            f"the target; {how}), chunked / naive = {chunked}{measured}")
+    if verdicts:
+        parts.append("**At 16k tokens** (target: peak extra memory <= 1/8 of the naive fp32 logits path):\n"
+                     + "\n".join(f"- {v}." for v in verdicts))
+    return "\n\n".join(parts)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,48 @@ def test_from_hidden_no_grad_and_empty():
     assert h.shape == (0,) and lp.shape == (0,)
     with pytest.raises(ValueError):
         entropy_and_logprob_from_hidden(torch.randn(5, 4), torch.randn(6, 4), torch.zeros(5, dtype=torch.long), 0.0)
+
+
+@pytest.mark.parametrize("need", ["hidden", "weight"])
+def test_from_hidden_gradient_of_one_input_only(need):
+    g = torch.Generator().manual_seed(3)
+    hidden0, weight0 = torch.randn(19, 6, generator=g), torch.randn(23, 6, generator=g)
+    labels = torch.randint(0, 23, (19,), generator=g)
+    labels[4] = -100  # ignored rows give zero log-prob and no gradient
+
+    def grad(fused: bool):
+        hidden = hidden0.clone().requires_grad_(need == "hidden")
+        weight = weight0.clone().requires_grad_(need == "weight")
+        if fused:
+            _, lp = entropy_and_logprob_from_hidden(hidden, weight, labels, 0.8, chunk_size=5)
+        else:
+            _, lp = entropy_and_logprob_naive(hidden @ weight.t() / 0.8, labels.clamp_min(0))
+            lp = torch.where(labels >= 0, lp, torch.zeros_like(lp))
+        lp.sum().backward()
+        return (hidden if need == "hidden" else weight).grad
+
+    assert torch.allclose(grad(True), grad(False), atol=1e-5)
+
+
+def test_from_hidden_bf16_matmul_matches_autograd_through_float():
+    """Mixed precision: the matmul runs in bf16 like the model's lm_head, the softmax in fp32; gradients come
+    back in bf16 as autograd through `.float()` would give them."""
+    g = torch.Generator().manual_seed(4)
+    hidden0, weight0 = torch.randn(33, 16, generator=g).bfloat16(), torch.randn(40, 16, generator=g).bfloat16()
+    labels = torch.randint(0, 40, (33,), generator=g)
+
+    def run(fused: bool):
+        hidden, weight = hidden0.clone().requires_grad_(True), weight0.clone().requires_grad_(True)
+        if fused:
+            h, lp = entropy_and_logprob_from_hidden(hidden, weight, labels, chunk_size=8)
+        else:
+            h, lp = entropy_and_logprob_naive((hidden @ weight.t()).float(), labels)
+        lp.sum().backward()
+        return h.detach(), lp.detach(), hidden.grad, weight.grad
+
+    fused, reference = run(True), run(False)
+    assert fused[0].dtype == fused[1].dtype == torch.float32 and fused[2].dtype == fused[3].dtype == torch.bfloat16
+    for a, b in zip(fused[:2], reference[:2]):
+        assert torch.allclose(a, b, atol=1e-4)
+    for a, b in zip(fused[2:], reference[2:]):
+        assert torch.allclose(a.float(), b.float(), rtol=2e-2, atol=2e-2)
