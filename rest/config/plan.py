@@ -9,7 +9,7 @@ The formula, per actor rank of an FSDP2 group of N ranks, for a model of P param
     activations     = b x T x h x L x a                                   # gradient checkpointing: one [b, T, h] per layer
                     + b x T x (8 h + 4 i) x a                             # the one layer recomputed in backward
                       (without checkpointing: every layer keeps b x T x (8 h + 4 i) x a)
-    LM head chunk   = 4 x c x V x 4                                       # fp32 logits, softmax, product, grad of one chunk
+    LM head chunk   = 2 x c x V x 4                                       # the reused fp32 logits buffer (+ its bf16 copy, margin)
 
 with b = actor.ppo_micro_batch_size, T = max prompt + response (batches are padded), h hidden, i MLP width,
 L layers, V vocabulary, c = actor.entropy_chunk_size, a = 2 bytes under bf16 mixed precision (else the param
@@ -110,7 +110,7 @@ def actor_memory(cfg: RestConfig, shape: ModelShape) -> ActorMemory:
         activations = b * T * shape.hidden * shape.layers * compute_bytes + per_layer
     else:
         activations = per_layer * shape.layers
-    lm_head = 4 * cfg.actor.entropy_chunk_size * shape.vocab * 4
+    lm_head = 2 * cfg.actor.entropy_chunk_size * shape.vocab * 4
     return ActorMemory(state, gathered, activations, lm_head, cfg.actor.cpu_offload)
 
 
