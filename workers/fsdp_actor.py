@@ -220,16 +220,18 @@ class FSDPActorWorker:
         )
         return {key.removeprefix("lm."): value for key, value in state.items()}
 
-    @register(Dispatch.RANK_ZERO)
-    def export_weights(self, dtype: str) -> dict[str, torch.Tensor] | None:
-        """Weights for the rollout engine (rank 0 only). The LM head is included even when tied, or vLLM
-        would keep its old head."""
-        state = self._full_state_dict()
-        if self.rank != 0:
-            return None
-        if self.tied and "lm_head.weight" not in state:
-            state["lm_head.weight"] = state["model.embed_tokens.weight"]
-        return {key: value.to(DTYPES[dtype]) for key, value in state.items()}
+    @register(Dispatch.ONE_TO_ALL)
+    def export_weights(self, dtype: str) -> dict:
+        """This rank's part of the weights for the rollout engines (`workers.weight_sync`): its local shard of
+        every parameter, as zero-copy views that Ray writes straight into the object store; the rollout
+        worker takes every rank's export and concatenates. No gather: gloo's all-gather was half of a sync.
+        The LM head is named even when tied (sent once), or vLLM's reload would keep its old packed head."""
+        from workers.weight_sync import export_state
+
+        # the FSDP2 state-dict hook makes every parameter its sharded DTensor (the root may be unsharded)
+        state = self.module.state_dict(keep_vars=True)
+        aliases = {"lm_head.weight": "model.embed_tokens.weight"} if self.tied else None
+        return export_state(state, self.rank, self.world_size, DTYPES[dtype], strip_prefix="lm.", aliases=aliases)
 
     @register(Dispatch.RANK_ZERO)
     def save_hf(self, path: str) -> None:

@@ -47,8 +47,12 @@ class RolloutWorker:
         return self.engine.generate(prompts, seeds, max_tokens, greedy)
 
     @register(Dispatch.ONE_TO_ALL)
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.engine.load_weights(state_dict)
+    def load_weights(self, exports: list) -> None:
+        """`exports`: every actor rank's `export_weights` answer, or their ObjectRefs (fetched here, zero-copy
+        from the object store; pass the list itself so Ray does not fetch them for the call)."""
+        from workers.weight_sync import assemble_weights
+
+        self.engine.load_weights(assemble_weights(exports))
 
 
 @ROLLOUT_BACKENDS.register("vllm")
@@ -103,8 +107,14 @@ class VLLMEngine:
             flat.append(Sample(list(completion.token_ids), logprobs, completion.finish_reason or "length"))
         return group_by_prompt(flat, seeds)
 
-    def load_weights(self, state_dict):
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(state_dict.items())})
+    def load_weights(self, weights):
+        """`weights`: (name, tensor) pairs. vLLM's layer-wise reload loads them into fresh tensors, re-runs each
+        layer's weight processing (on CPU: repacking for oneDNN) and copies back in place."""
+        # in-process (CPU) the engine consumes them lazily, one assembled tensor at a time; an engine in another
+        # process gets them through RPC serialisation, which needs a list
+        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
+            weights = list(weights)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
 
 
 def group_by_prompt(flat: list[Sample], seeds: list[list[int]]) -> list[list[Sample]]:
@@ -162,8 +172,8 @@ class HFEngine:
                 flat.append(Sample(row[:length], row_lp[:length], reason))
         return group_by_prompt(flat, seeds)
 
-    def load_weights(self, state_dict):
+    def load_weights(self, weights):
         # the LM head may come as a separate key even when tied: the tied copy is the same tensor
-        missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+        missing, unexpected = self.model.load_state_dict(dict(weights), strict=False)
         if missing or unexpected:
             raise RuntimeError(f"weight sync mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -196,12 +196,10 @@ class Trainer:
         return {"rollout/logprob_diff_max": diff_max, "rollout/logprob_diff_mean": diff_mean}
 
     def sync_weights(self) -> None:
+        # every actor rank puts its own shards into the object store at once; the rollout workers fetch them
+        # (zero-copy on one node) and concatenate: no gather on rank 0, nothing through the driver
         refs = self.groups.actor.call_async("export_weights", self.cfg.rollout.dtype)
-        # rank 0's answer goes from the object store straight to the rollout actors, not through the driver
-        self.groups.rollout.load_weights(refs[0])
-        import ray
-
-        ray.get(refs)
+        self.groups.rollout.load_weights(refs)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
