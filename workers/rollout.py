@@ -32,11 +32,18 @@ def sample_seed(run_seed: int, step: int, prompt_index: int, sample_index: int) 
     return value % (2**31 - 1)
 
 
+def rollout_threads(cfg: RestConfig) -> int:
+    if cfg.rollout.num_threads > 0:
+        return cfg.rollout.num_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // cfg.rollout.num_workers)
+
+
 class RolloutWorker:
     """Ray actor wrapping one generation engine. `generate` takes prompt token ids and returns Samples."""
 
     def __init__(self, cfg: RestConfig, model_path: str, rank: int):
-        torch.set_num_threads(cfg.rollout.num_threads)
+        torch.set_num_threads(rollout_threads(cfg))
         self.cfg = cfg
         self.rank = rank
         self.engine = ROLLOUT_BACKENDS.get(cfg.rollout.backend)(cfg, model_path)

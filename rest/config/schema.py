@@ -53,7 +53,9 @@ class RolloutConfig:
     num_workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    num_threads: int = 1
+    # torch threads per rollout worker; 0: this machine's cores / rollout.num_workers (the actors wait while it
+    # generates; measured on 2 cores: generation 4.5 s -> 2.7 s per step against 1 thread)
+    num_threads: int = 0
     n: int = 4  # responses per prompt (the GRPO group)
     temperature: float = 1.0
     top_p: float = 1.0

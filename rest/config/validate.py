@@ -46,6 +46,8 @@ def check_batch_sizes(cfg: RestConfig) -> None:
     _require(mini_sequences % actor.num_workers == 0,
              f"actor.ppo_mini_batch_size x rollout.n = {mini_sequences} must divide evenly over "
              f"actor.num_workers = {actor.num_workers}")
+    _require(actor.num_threads >= 1, f"actor.num_threads must be >= 1, got {actor.num_threads}")
+    _require(rollout.num_threads >= 0, f"rollout.num_threads must be >= 0 (0: all cores), got {rollout.num_threads}")
     _require(actor.old_log_prob in ("auto", "recompute"),
              f"actor.old_log_prob must be auto or recompute, got {actor.old_log_prob!r}")
     per_rank = mini_sequences // actor.num_workers

@@ -98,3 +98,15 @@ def test_old_log_prob_forward_is_fused_only_for_an_exactly_on_policy_update():
 
 def test_old_log_prob_mode_is_checked():
     assert "actor.old_log_prob" in error_of(["actor.old_log_prob=sometimes"])
+
+
+def test_rollout_threads_default_to_the_machine_cores_shared_by_the_rollout_workers():
+    import os
+
+    from workers.rollout import rollout_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert rollout_threads(load_config([])) == cores
+    assert rollout_threads(load_config(["rollout.num_threads=3"])) == 3
+    assert rollout_threads(load_config(["rollout.num_workers=2", "rollout.cpus_per_worker=0.5"])) == max(1, cores // 2)
+    assert "rollout.num_threads" in error_of(["rollout.num_threads=-1"])
