@@ -97,8 +97,21 @@ def machine_line() -> str:
 
 
 def command_line() -> str:
+    """The command that measured the figures: a re-render from saved raw data (`--report-only`,
+    `--from-json PATH`) names the measuring command, which has the same flags otherwise."""
     script = os.path.relpath(sys.argv[0], ROOT) if sys.argv and sys.argv[0] else "?"
-    return " ".join(["python", shlex.quote(script), *map(shlex.quote, sys.argv[1:])])
+    args, rerendered, skip = [], False, False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--report-only":
+            rerendered = True
+        elif arg == "--from-json":
+            rerendered, skip = True, True
+        else:
+            args.append(arg)
+    line = " ".join(["python", shlex.quote(script), *map(shlex.quote, args)])
+    return f"`{line}`" + (", re-rendered from its saved raw data" if rerendered else "")
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -122,7 +135,7 @@ def write_section(name: str, title: str, body: str, path: Path | None = None) ->
         path = ROOT / "bench" / "out" / "RESULTS-quick.md" if "--quick" in sys.argv else RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = (f"_{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine_line()}._\n"
-             f"_Command: `{command_line()}`._\n")
+             f"_Command: {command_line()}._\n")
     block = f"<!-- begin:{name} -->\n## {title}\n\n{stamp}\n{body.strip()}\n<!-- end:{name} -->"
     text = path.read_text() if path.exists() else HEADER
     pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S)
