@@ -217,8 +217,8 @@ def main() -> None:
         "dropped as warm-up, medians of the rest; each point is a separate run with its own Ray cluster (start-up "
         "not included). *tokens/s (all)* = prompt + response tokens of the batch over the step time "
         "(`perf/tokens_per_s`); *gen tokens/s* = generated (response) tokens over the step time; *other* = step "
-        "time not in the four phases (reward, advantages, bookkeeping). Response lengths are sampled, so they "
-        "differ a little between points.",
+        "time not in the four phases (reward, advantages, bookkeeping; a difference of medians, so it can dip "
+        "below 0). Response lengths are sampled, so they differ a little between points.",
         f"### Prompts per step P (n = {args.fixed_n})\n\n" + tables["P"],
         f"### Rollouts per prompt n (P = {args.fixed_prompts})\n\n" + tables["n"],
         "![scaling](plots/scaling.png)",
