@@ -36,40 +36,29 @@ def _entropy_logprob_fp32(logits: torch.Tensor, labels: torch.Tensor) -> tuple[t
     return entropy, logprob
 
 
-def _logits_chunk(logits: torch.Tensor, labels: torch.Tensor):
-    return _entropy_logprob_fp32(logits, labels)
-
-
-def _run_chunks(fn, row_args: list[torch.Tensor], shared_args: tuple, n: int, chunk_size: int):
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    use_ckpt = torch.is_grad_enabled() and any(
-        t.requires_grad for t in list(row_args) + [a for a in shared_args if isinstance(a, torch.Tensor)]
-    )
-    ents, lps = [], []
-    for start in range(0, n, chunk_size):
-        chunk = [t[start : start + chunk_size] for t in row_args]
-        if use_ckpt:
-            h, lp = checkpoint(fn, *chunk, *shared_args, use_reentrant=False)
-        else:
-            h, lp = fn(*chunk, *shared_args)
-        ents.append(h)
-        lps.append(lp)
-    if not ents:
-        empty = torch.zeros(0, dtype=torch.float32, device=row_args[0].device)
-        return empty, empty
-    return torch.cat(ents), torch.cat(lps)
-
-
 def entropy_and_logprob(
     logits: torch.Tensor, labels: torch.Tensor, chunk_size: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """logits [..., V], labels [...] (long) -> (entropy [...], logprob [...]), fp32, chunked over rows."""
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     lead = labels.shape
     flat_logits = logits.reshape(-1, logits.shape[-1])
     flat_labels = labels.reshape(-1)
-    h, lp = _run_chunks(_logits_chunk, [flat_logits, flat_labels], (), flat_labels.numel(), chunk_size)
-    return h.reshape(lead), lp.reshape(lead)
+    use_ckpt = torch.is_grad_enabled() and flat_logits.requires_grad
+    ents, lps = [], []
+    for start in range(0, flat_labels.numel(), chunk_size):
+        chunk = (flat_logits[start : start + chunk_size], flat_labels[start : start + chunk_size])
+        if use_ckpt:
+            h, lp = checkpoint(_entropy_logprob_fp32, *chunk, use_reentrant=False)
+        else:
+            h, lp = _entropy_logprob_fp32(*chunk)
+        ents.append(h)
+        lps.append(lp)
+    if not ents:
+        empty = torch.zeros(lead, dtype=torch.float32, device=logits.device)
+        return empty, empty.clone()
+    return torch.cat(ents).reshape(lead), torch.cat(lps).reshape(lead)
 
 
 class _FusedHeadEntropyLogprob(torch.autograd.Function):
