@@ -35,11 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import MALLOC_ENV, ROOT, median, table, write_section  # noqa: E402
+from bench.common import ROOT, median, reexec_with_allocator_env, table, write_section  # noqa: E402
 
-if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-    # glibc reads the allocator settings at start-up; the engine processes inherit them
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+if __name__ == "__main__":
+    reexec_with_allocator_env()  # the engine processes inherit it
 
 OUT = ROOT / "bench" / "out"
 MODEL = "tiny-qwen3-toolsft"

@@ -37,17 +37,12 @@ import sys
 import time
 from pathlib import Path
 
-if any(os.environ.get(k) != v for k, v in
-       {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}.items()):
-    # the allocator settings our Ray workers get (bench.common.MALLOC_ENV); glibc reads them at start-up
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.common import MALLOC_ENV
-
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, median, table, write_section  # noqa: E402
+from bench.common import ROOT, median, reexec_with_allocator_env, table, write_section  # noqa: E402
+
+if __name__ == "__main__":
+    reexec_with_allocator_env()
 
 OUT = ROOT / "bench" / "out"
 SYNTH_DIR = Path.home() / ".cache" / "rest" / "bench"

@@ -9,19 +9,12 @@ import ray
 
 from rest.config.schema import RestConfig
 from rest.config.validate import available_cpus
+from rest.trainer.env import WORKER_ENV
 from workers.dispatch import RayWorkerGroup
 from workers.fsdp_actor import FSDPActorWorker
 from workers.resource_pool import WorkerResources, create_placement, scheduling
 from workers.rollout import RolloutWorker
 
-# glibc hands large freed buffers back to the OS at once; the [tokens, vocab] temporaries of training then
-# page-fault on every step (measured: halves a tiny-model step on CPU). Keep freed memory instead.
-WORKER_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "17179869184",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-    "MALLOC_TOP_PAD_": "1073741824",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 
 
 @dataclass
