@@ -43,14 +43,14 @@ def main(spec_path: str) -> None:
 
     import trl
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from rest.config.load import load_config
     from rest.data import load_examples
-    from rest.models.cache import resolve_model_path
+    from rest.models.cache import load_tokenizer, resolve_model_path
     from rest.trainer.sampler import PromptSampler
-    from rest.trainer.task import PromptSet
+    from rest.trainer.task import PromptSet, render_prompt
     from rest.tooluse.reward import build_reward_fn
 
     if spec.get("compact"):
@@ -62,7 +62,7 @@ def main(spec_path: str) -> None:
     steps = int(spec["steps"])
     P, G, L = cfg.data.train_batch_size, cfg.rollout.n, cfg.data.max_response_length
     model_path = str(resolve_model_path(cfg.model.path))
-    tokenizer = AutoTokenizer.from_pretrained(model_path)  # what rest.models.cache.load_tokenizer does
+    tokenizer = load_tokenizer(model_path)
 
     # --- the prompts rest trains on, in rest's order
     train_examples, _, _ = load_examples(cfg.data)
@@ -74,9 +74,7 @@ def main(spec_path: str) -> None:
         for index in sampler.next_indices():
             item = prompts[index]
             example = by_uid[item.uid]
-            text = tokenizer.apply_chat_template(
-                example.messages, tools=example.tools if cfg.data.prompt_format == "hermes" and example.tools else None,
-                add_generation_prompt=True, tokenize=False)
+            text = render_prompt(tokenizer, example.messages, example.tools, cfg.data.prompt_format)
             # TRL tokenises a plain-string prompt with processing_class(text=prompts) (special tokens on)
             ids = tokenizer(text=[text])["input_ids"][0]
             if list(ids) != list(item.prompt_ids):

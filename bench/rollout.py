@@ -52,13 +52,10 @@ def load_cfg(max_length: int, threads: int):
 
 
 def training_prompts(cfg, count: int) -> list[list[int]]:
-    from rest.data import load_examples
     from rest.models.cache import load_tokenizer, resolve_model_path
-    from rest.trainer.task import PromptSet
+    from rest.trainer.task import prompt_sets
 
-    tokenizer = load_tokenizer(resolve_model_path(cfg.model.path))
-    train, _, _ = load_examples(cfg.data)
-    prompts = PromptSet(train, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
+    prompts, _, _ = prompt_sets(cfg, load_tokenizer(resolve_model_path(cfg.model.path)))
     if len(prompts) < count:
         raise SystemExit(f"only {len(prompts)} training prompts, need {count}")
     return [prompts[i].prompt_ids for i in range(count)]

@@ -13,19 +13,16 @@ from rest.config.validate import ConfigError
 
 
 def run(cfg) -> None:
-    from rest.data import load_examples
     from rest.models.cache import load_tokenizer, resolve_model_path
     from rest.trainer.cluster import create_worker_groups, start_ray
     from rest.trainer.loop import Trainer
-    from rest.trainer.task import PromptSet
+    from rest.trainer.task import prompt_sets
     from rest.trainer.validation import Validator
     from rest.tooluse.reward import build_reward_fn
 
     model_path = str(resolve_model_path(cfg.model.path))
     tokenizer = load_tokenizer(model_path)
-    train_examples, val_examples, stats = load_examples(cfg.data)
-    train = PromptSet(train_examples, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
-    val = PromptSet(val_examples, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
+    train, val, stats = prompt_sets(cfg, tokenizer)
     if train.dropped_overlong:
         print(f"note: {len(train.dropped_overlong)} training prompts exceed data.max_prompt_length="
               f"{cfg.data.max_prompt_length} and are skipped (first: {train.dropped_overlong[:3]})")
