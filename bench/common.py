@@ -45,6 +45,17 @@ def median(values) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def linear_fit(xs, ys) -> tuple[float, float]:
+    """Least-squares y = a + b x; through the origin (a = 0) when the xs do not vary (e.g. one point)."""
+    xs, ys = [float(x) for x in xs], [float(y) for y in ys]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if not sxx:
+        return 0.0, my / mx if mx else float("nan")
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return my - b * mx, b
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import MALLOC_ENV, ROOT, median, table, write_section  # noqa: E402
+from bench.common import MALLOC_ENV, ROOT, linear_fit, median, table, write_section  # noqa: E402
 
 CASES = ("naive", "chunked", "fused")
 OUT = ROOT / "bench" / "out"
@@ -131,23 +131,11 @@ def estimate_bytes(case: str, backward: bool, n: int, vocab: int, chunk: int, me
     the slope), else a prior guess of the [N, V] buffers plus a few chunk-sized ones."""
     same = [r for r in measured if r["case"] == case and r["backward"] == backward and r["status"] == "measured"]
     if len(same) >= 2:
-        a, b = linear_fit([(r["tokens"], r["extra_mib"]) for r in same])
+        a, b = linear_fit([r["tokens"] for r in same], [r["extra_mib"] for r in same])
         return (max(a + b * n, max(r["extra_mib"] for r in same)) * 1.15 + 256) * MIB
     if same:
         return max(r["extra_mib"] * MIB / r["tokens"] for r in same) * n
     return PRIOR_BUFFERS[(case, backward)] * logits_bytes(n, vocab) + 6 * min(chunk, n) * vocab * 4
-
-
-def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares y = a + b x (b = y/x through the origin when there is one point)."""
-    if len(points) == 1:
-        x, y = points[0]
-        return 0.0, y / x
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    b = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
-    return my - b * mx, b
 
 
 def run_mode(args, backward: bool, tokens: list[int], results: list[dict]) -> list[dict]:

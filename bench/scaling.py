@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PLOTS, ROOT, median, run_rest, table, write_section  # noqa: E402
+from bench.common import PLOTS, ROOT, linear_fit, median, run_rest, table, write_section  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 PHASES = [("gen", "timing_s/gen"), ("old_log_prob", "timing_s/old_log_prob"),
@@ -41,13 +41,6 @@ def micro_batch(points: list[tuple[int, int]], cap: int) -> int:
     per_rank = [p * n // NUM_RANKS for p, n in points]
     g = reduce(math.gcd, per_rank)
     return max(d for d in range(1, min(cap, g) + 1) if g % d == 0)
-
-
-def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else float("nan")
-    return my - b * mx, b
 
 
 def run_point(p: int, n: int, steps: int, micro: int, run_root: Path, extra: list[str]) -> dict:
