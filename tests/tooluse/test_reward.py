@@ -190,3 +190,15 @@ def test_malformed_ground_truth_raises():
                '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>', f"<tool_call>\n{CALL}"):
         with pytest.raises(ValueError):
             compute_score(resp(CALL), gt, 1)
+
+
+def test_every_preset_scores_with_rest_and_hermes_needs_the_arguments_key():
+    from rest.config.load import load_config
+    from rest.config.validate import ConfigError
+
+    for preset in ("grpo", "drgrpo", "dapo", "rest", "rest_static"):
+        reward = load_config([f"algorithm={preset}"]).algorithm.reward
+        assert (reward.name, reward.variant, reward.schedule) == ("toolrl", "rest", True), preset
+    with pytest.raises(ConfigError, match="accept_arguments_key"):
+        load_config(["data.prompt_format=hermes"])
+    assert load_config(["data.prompt_format=hermes", "algorithm.reward.accept_arguments_key=true"])
