@@ -7,7 +7,8 @@
 - "hermes": Qwen3's chat template. Messages are ordinary chat turns (assistant calls as `tool_calls`, results
   as `tool` messages) and the tools go to `apply_chat_template(tools=...)`, which lists them in `<tools>`.
   The model then answers `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`; ground truths stay in
-  ToolRL's text format, and the reward and the harness read "arguments" as well as "parameters".
+  ToolRL's text format; the harness reads "arguments" as well as "parameters", the reward does with
+  `algorithm.reward.accept_arguments_key=true` (required for this format).
 
 A tool is a function schema `{"name", "description", "parameters": {"type", "properties", "required"}}`
 (OpenAI/BFCL shape); `chat_template_tools` wraps them for chat templates.
