@@ -146,8 +146,8 @@ def chat_template_tools(tools: Optional[list[dict]]) -> Optional[list[dict]]:
     Idempotent: a tool already in that shape is kept as it is, so wrapping twice cannot nest it."""
     if not tools:
         return None
-    return [t if t.get("type") == "function" and isinstance(t.get("function"), dict) else {"type": "function", "function": t}
-            for t in tools]
+    wrapped = [t.get("type") == "function" and isinstance(t.get("function"), dict) for t in tools]
+    return [t if done else {"type": "function", "function": t} for t, done in zip(tools, wrapped)]
 
 
 def render_messages(prompt_format: str, tools: list[dict], records: list[tuple[str, str]]) -> list[dict]:

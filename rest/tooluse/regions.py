@@ -6,8 +6,8 @@ Labels come from the sampled token ids themselves, never from re-tokenizing deco
 2. the bytes are concatenated and decoded with `surrogateescape`, so every byte belongs to one character
    even when a token ends inside a multi-byte UTF-8 character;
 3. characters are labelled from the spans of `rest.tooluse.calls` (the decoder's block rules and argument
-   keys): the six tags -> FORMAT; think content -> COT; inside a `<tool_call>` block, EVERY call object's "name" string value (without quotes) -> NAME and its
-   whole "parameters"/"arguments" value (braces included) -> PARAMS; everything else (JSON keys and
+   keys): the six tags -> FORMAT; think content -> COT; inside a `<tool_call>` block, EVERY call object's
+   "name" string value (without quotes) -> NAME and its whole "parameters"/"arguments" value (braces included) -> PARAMS; everything else (JSON keys and
    punctuation of the call object, response text, whitespace between blocks) -> OTHER.
 
 Straddling rule: a token covering characters of several regions takes the highest-priority one,
