@@ -50,7 +50,8 @@ def main(spec_path: str) -> None:
     from rest.data import load_examples
     from rest.models.cache import load_tokenizer, resolve_model_path
     from rest.trainer.sampler import PromptSampler
-    from rest.trainer.task import PromptSet, render_prompt
+    from rest.data.prompt_set import PromptSet
+    from rest.data.prompts import render_prompt
     from rest.tooluse.reward import build_reward_fn
 
     if spec.get("compact"):

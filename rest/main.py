@@ -16,7 +16,7 @@ def run(cfg) -> None:
     from rest.models.cache import load_tokenizer, resolve_model_path
     from rest.trainer.cluster import create_worker_groups, start_ray
     from rest.trainer.loop import Trainer
-    from rest.trainer.task import prompt_sets
+    from rest.data.prompt_set import prompt_sets
     from rest.trainer.validation import Validator
     from rest.tooluse.reward import build_reward_fn
 

@@ -68,18 +68,24 @@ class RegionWeightConfig:
 @dataclass
 class RewardConfig:
     """name: a key of rest.tooluse.reward.REWARDS. toolrl: code's step schedule (if schedule=True);
-    toolrl_poster: R = beta_accuracy * S_acc * (1 - nu) + beta_format * S_format * nu."""
+    toolrl_poster: R = beta_accuracy * S_acc * (1 - nu) + beta_format * S_format * nu.
+    variant: which published rlla.py the scores reproduce, "rest" (ResT's, the paper's table) or "toolrl";
+    accept_arguments_key: also read Hermes' "arguments" key (needed with data.prompt_format=hermes)."""
 
     name: str = "toolrl"
     schedule: bool = True
     beta_accuracy: float = 1.0
     beta_format: float = 1.0
+    variant: str = "rest"
+    accept_arguments_key: bool = False
 
     def validate(self, prefix: str = "algorithm.reward") -> None:
-        from rest.tooluse.reward import REWARDS
+        from rest.tooluse.reward import REWARDS, VARIANTS
 
         if self.name not in REWARDS:
             raise ValueError(f"{prefix}.name must be one of {REWARDS.names()}, got {self.name!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"{prefix}.variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.beta_accuracy < 0 or self.beta_format < 0:
             raise ValueError(f"{prefix}.beta_accuracy and beta_format must be >= 0")
 

@@ -96,7 +96,7 @@ def ppo_clip_token_loss(
         dual = (advantages < 0) & (loss > bound)
         loss = torch.where(dual, bound, loss)  # l = min(l, -c A) for A < 0
         info["dual_clipped"] = dual
-    info["neg_log_ratio"] = -(logprob - old_logprob)
+    info["neg_log_ratio"] = -log_ratio  # of the clamped log-ratio the loss uses (verl's ppo_kl: -log r)
     return loss, info
 
 

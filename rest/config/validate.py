@@ -108,6 +108,8 @@ def validate(cfg: RestConfig) -> None:
     _require("apibank" not in cfg.validation.benchmarks or bool(cfg.validation.apibank_dir),
              "validation.apibank_dir is required when validation.benchmarks includes apibank")
     _choice(cfg.validation.bfcl_version, "validation.bfcl_version", ("v3", "v4"))
+    _require(cfg.data.prompt_format != "hermes" or cfg.algorithm.reward.accept_arguments_key,
+             'data.prompt_format=hermes needs algorithm.reward.accept_arguments_key=true (the model writes "arguments")')
     check_batch_sizes(cfg)
     check_resources(cfg)
     for section in (cfg.algorithm, cfg.data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rest.tooluse.calls import Call, parse_json_call, tool_call_blocks
+from rest.tooluse.calls import Call, decode, scan_blocks
 
 _RESPONSE = re.compile(r"<response>(.*?)</response>", re.DOTALL)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -21,19 +21,17 @@ class ToolUseExample:
 
 
 def ground_truth_calls(ground_truth: str) -> list[Call]:
-    """Calls of a ground truth (last `<tool_call>` block); raises ValueError on an unparsable line."""
-    blocks = tool_call_blocks(ground_truth)
-    if not blocks:
-        return []
-    calls = []
-    for line in blocks[-1].strip().splitlines():
-        if not line.strip():
-            continue
-        parsed = parse_json_call(line.strip())
-        if not parsed.ok:
-            raise ValueError(f"ground truth call {line.strip()[:80]!r}: {parsed.error}")
-        calls.append(parsed.call)
-    return calls
+    """Calls of a ground truth's last `<tool_call>` block, read as the reward reads them (every line a
+    `{"name", "parameters"}` object, no blank line); raises ValueError naming the first bad line."""
+    decoded = decode(ground_truth, blocks="last", skip_blank_lines=False, argument_keys=("parameters",))
+    if decoded.errors:
+        raise ValueError(f"ground truth calls: {decoded.errors[0]}")
+    return decoded.calls
+
+
+def _last_tool_call_block(text: str) -> str | None:
+    closed = [b for b in scan_blocks(text) if b.kind == "tool_call" and b.close is not None]
+    return text[closed[-1].content.start : closed[-1].content.end] if closed else None
 
 
 def normalize_ground_truth(output: str) -> str:
@@ -47,10 +45,10 @@ def normalize_ground_truth(output: str) -> str:
         raise ValueError("ground truth is not a string")
     output = _THINK.sub("", output)  # thoughts may mention the tags themselves
     parts = []
-    blocks = tool_call_blocks(output)
-    if blocks:
+    block = _last_tool_call_block(output)
+    if block is not None:
         ground_truth_calls(output)  # validates
-        parts.append("<tool_call>\n" + blocks[-1].strip() + "\n</tool_call>")
+        parts.append("<tool_call>\n" + block.strip() + "\n</tool_call>")
     responses = _RESPONSE.findall(output)
     if responses:
         parts.append(f"<response> {responses[-1].strip()} </response>")

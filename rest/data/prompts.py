@@ -7,7 +7,8 @@
 - "hermes": Qwen3's chat template. Messages are ordinary chat turns (assistant calls as `tool_calls`, results
   as `tool` messages) and the tools go to `apply_chat_template(tools=...)`, which lists them in `<tools>`.
   The model then answers `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`; ground truths stay in
-  ToolRL's text format, and the reward and the harness read "arguments" as well as "parameters".
+  ToolRL's text format; the harness reads "arguments" as well as "parameters", the reward does with
+  `algorithm.reward.accept_arguments_key=true` (required for this format).
 
 A tool is a function schema `{"name", "description", "parameters": {"type", "properties", "required"}}`
 (OpenAI/BFCL shape); `chat_template_tools` wraps them for chat templates.
@@ -141,10 +142,12 @@ def history_to_chat(history: str) -> list[dict]:
 
 
 def chat_template_tools(tools: Optional[list[dict]]) -> Optional[list[dict]]:
-    """Tools as chat templates (Qwen3's included) expect them: `{"type": "function", "function": schema}`."""
+    """Tools as chat templates (Qwen3's included) expect them: `{"type": "function", "function": schema}`.
+    Idempotent: a tool already in that shape is kept as it is, so wrapping twice cannot nest it."""
     if not tools:
         return None
-    return [{"type": "function", "function": t} for t in tools]
+    wrapped = [t.get("type") == "function" and isinstance(t.get("function"), dict) for t in tools]
+    return [t if done else {"type": "function", "function": t} for t, done in zip(tools, wrapped)]
 
 
 def render_messages(prompt_format: str, tools: list[dict], records: list[tuple[str, str]]) -> list[dict]:
@@ -165,3 +168,17 @@ def assistant_hermes_text(calls: list[dict[str, Any]], response: Optional[str] =
     if response:
         blocks.append(response)
     return "\n".join(blocks)
+
+
+def render_prompt(tokenizer, messages: list[dict], tools: list[dict] | None, prompt_format: str) -> str:
+    """The prompt text the model sees. ToolRL prompts carry the tool list in their system message already;
+    Hermes passes the tools to the chat template (wrapped once, `chat_template_tools`), which lists them in
+    <tools>."""
+    return tokenizer.apply_chat_template(
+        messages, tools=chat_template_tools(tools) if prompt_format == "hermes" else None,
+        add_generation_prompt=True, tokenize=False,
+    )
+
+
+def encode_prompt(tokenizer, messages: list[dict], tools: list[dict] | None, prompt_format: str) -> list[int]:
+    return tokenizer(render_prompt(tokenizer, messages, tools, prompt_format), add_special_tokens=False)["input_ids"]

@@ -14,7 +14,7 @@ from typing import Optional
 from rest.eval.backends import Backend
 from rest.eval.formats import decode_calls
 from rest.eval.report import CategoryScore, micro_average
-from rest.tooluse.calls import Call, render_tool_call_block
+from rest.tooluse.calls import Call, call_from_object, render_tool_call_block
 
 LEVELS = ("level-1", "level-2", "level-3")
 
@@ -28,9 +28,15 @@ def load_level(data_dir: str | Path, level: str, limit: Optional[int] = None) ->
 
 
 def gold_calls(item: dict) -> list[Call]:
+    """The gold calls of an item, read by the decoder's rule; raises ValueError naming a malformed one."""
     answer = item["answer"]
-    answers = answer if isinstance(answer, list) else [answer]
-    return [Call(a["name"], dict(a.get("parameters", a.get("arguments", {})))) for a in answers]
+    calls = []
+    for a in answer if isinstance(answer, list) else [answer]:
+        call, error = call_from_object(a)
+        if call is None:
+            raise ValueError(f"API-Bank item {item.get('other', '')!r}: gold call {a!r}: {error}")
+        calls.append(call)
+    return calls
 
 
 def is_correct(prediction: str, gold: list[Call], prompt_format: str) -> bool:

@@ -1,8 +1,9 @@
 """Generation backends the harness talks to: `generate(prompts, tools, references) -> texts`.
 
-`prompts` are chat messages (already in the evaluated model's prompt format); `tools[i]` are function
-schemas for chat templates that take them (Hermes) or None (ToolRL format lists them in the system prompt);
-`references[i]` is the gold answer in ToolRL's text format, which only the oracle reads. Greedy everywhere.
+`prompts` are chat messages (already in the evaluated model's prompt format); `tools[i]` are plain function
+schemas (`{"name", "description", "parameters"}`, wrapped once here for the chat template) or None (the
+ToolRL format lists them in the system prompt); `references[i]` is the gold answer in ToolRL's text format,
+which only the oracle reads. Greedy everywhere.
 """
 
 from __future__ import annotations

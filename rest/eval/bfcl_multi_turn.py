@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generator, Optional
 
-from rest.data.prompts import chat_template_tools, toolrl_messages
+from rest.data.prompts import toolrl_messages
 from rest.eval.formats import decode_calls
 from rest.tooluse.calls import Call, format_call, parse_call_string, render_tool_call_block
 
@@ -118,9 +118,9 @@ def ground_truth_as_json_calls(call_strings: list[str], methods: dict) -> tuple[
 
 
 def template_tools(docs: list[dict]) -> Optional[list[dict]]:
-    """BFCL docs say "type": "dict" at the top; chat templates expect JSON schema's "object"."""
-    fixed = [{**d, "parameters": {**d.get("parameters", {}), "type": "object"}} for d in docs]
-    return chat_template_tools(fixed)
+    """BFCL docs as plain function schemas for a chat template: their top-level "type": "dict" becomes JSON
+    schema's "object". Not wrapped: the backend wraps once, where it applies the template."""
+    return [{**d, "parameters": {**d.get("parameters", {}), "type": "object"}} for d in docs] or None
 
 
 @dataclass

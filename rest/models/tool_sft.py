@@ -56,7 +56,7 @@ def sft_response(ground_truth: str) -> str:
 
 
 def _encode_examples(examples, tokenizer, eos_id: int) -> list[tuple[list[int], list[int]]]:
-    from rest.trainer.task import encode_prompt
+    from rest.data.prompts import encode_prompt
 
     encoded = []
     for example in examples:
@@ -204,7 +204,7 @@ def evaluate_tool_sft(
 
     from rest.data import DataConfig, load_examples
     from rest.tooluse.reward import compute_score, extract_answer
-    from rest.trainer.task import encode_prompt
+    from rest.data.prompts import encode_prompt
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(TOOL_SFT_THREADS)
@@ -258,14 +258,12 @@ def evaluate_tool_sft(
     }
 
 
-if __name__ == "__main__":  # python -m rest.models.tool_sft OUT_DIR [STEPS]: build, then evaluate
-    import sys
-
-    from rest.models.cache import resolve_model_path
+if __name__ == "__main__":  # python -m rest.models.tool_sft OUT_DIR BASE_DIR [STEPS]: build, then evaluate
+    import sys  # BASE_DIR: a tiny-qwen3 directory (`python -m rest.models build tiny-qwen3` prints it)
 
     target = Path(sys.argv[1])
-    result = build_tool_sft(target, resolve_model_path("tiny-qwen3"),
-                            steps=int(sys.argv[2]) if len(sys.argv) > 2 else TOOL_SFT_STEPS, log_every=10)
+    result = build_tool_sft(target, Path(sys.argv[2]),
+                            steps=int(sys.argv[3]) if len(sys.argv) > 3 else TOOL_SFT_STEPS, log_every=10)
     print(f"built in {result.seconds:.1f}s, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
     report = evaluate_tool_sft(target)
     for ex in report.pop("examples")[:6]:

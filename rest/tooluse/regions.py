@@ -5,9 +5,9 @@ Labels come from the sampled token ids themselves, never from re-tokenizing deco
    special tokens such as EOS/padding: no bytes, label OTHER);
 2. the bytes are concatenated and decoded with `surrogateescape`, so every byte belongs to one character
    even when a token ends inside a multi-byte UTF-8 character;
-3. characters are labelled from `rest.tooluse.parsing` spans: the six tags -> FORMAT; think content -> COT;
-   inside a `<tool_call>` block, EVERY call object's "name" string value (without quotes) -> NAME and its
-   whole "parameters"/"arguments" value (braces included) -> PARAMS; everything else (JSON keys and
+3. characters are labelled from the spans of `rest.tooluse.calls` (the decoder's block rules and argument
+   keys): the six tags -> FORMAT; think content -> COT; inside a `<tool_call>` block, EVERY call object's
+   "name" string value (without quotes) -> NAME and its whole "parameters"/"arguments" value (braces included) -> PARAMS; everything else (JSON keys and
    punctuation of the call object, response text, whitespace between blocks) -> OTHER.
 
 Straddling rule: a token covering characters of several regions takes the highest-priority one,
@@ -24,7 +24,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from rest.tooluse.parsing import scan_blocks, scan_call_spans, stray_tags
+from rest.tooluse.calls import scan_blocks, scan_call_spans, stray_tags
 from rest.byte_level import bytes_to_unicode
 
 

@@ -16,7 +16,7 @@ from rest.trainer import checkpoint as ckpt
 from rest.trainer.batch import build_batch, pad_rows
 from rest.trainer.cluster import WorkerGroups
 from rest.trainer.sampler import PromptSampler
-from rest.trainer.task import Prompt, PromptSet
+from rest.data.prompt_set import Prompt, PromptSet
 from rest.trainer.timing import PhaseTimer
 from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator

@@ -6,7 +6,8 @@ the evaluation harness (`rest.eval`) through the same rollout workers.
 
 from __future__ import annotations
 
-from rest.trainer.task import PromptSet, encode_prompt
+from rest.data.prompt_set import PromptSet
+from rest.data.prompts import encode_prompt
 
 
 class Validator:

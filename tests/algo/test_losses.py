@@ -1,9 +1,10 @@
 import math
+import types
 
 import pytest
 import torch
 
-from rest.algo.losses import aggregate, aggregation_denominator, k3_kl, ppo_clip_token_loss
+from rest.algo.losses import POLICY_LOSSES, aggregate, aggregation_denominator, k3_kl, ppo_clip_token_loss
 
 LOSS = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 0.0, 0.0]])
 MASK = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
@@ -33,6 +34,16 @@ def test_ppo_symmetric_clip_without_dual():
 def test_ratio_is_clamped_in_log_space():
     loss, _ = ppo_clip_token_loss(torch.tensor([100.0]), torch.tensor([0.0]), torch.tensor([-1.0]), 0.2, 0.2, None)
     assert loss.item() == pytest.approx(math.exp(20.0), rel=1e-5)
+
+
+def test_ppo_kl_reports_the_clamped_log_ratio_the_loss_uses():
+    # log r = [100, -50, 0.5] -> clamped [20, -20, 0.5]; ppo_kl = mean(-log r) over the mask
+    logprob, old = torch.tensor([[100.0, -50.0, 0.5]]), torch.zeros(1, 3)
+    _, info = ppo_clip_token_loss(logprob, old, torch.ones(1, 3), 0.2, 0.2, None)
+    assert info["neg_log_ratio"].tolist() == [[-20.0, 20.0, -0.5]]
+    cfg = types.SimpleNamespace(clip_low=0.2, clip_high=0.2, dual_clip_c=None)
+    _, metrics = POLICY_LOSSES.get("ppo_clip")(logprob, old, torch.ones(1, 3), torch.ones(1, 3), cfg)
+    assert metrics["actor/ppo_kl"] == pytest.approx(-0.5 / 3)  # unclamped would be -50.5 / 3
 
 
 def test_token_mean():

@@ -1,3 +1,5 @@
+import pytest
+
 from rest.eval import run_validation
 from rest.eval.apibank import evaluate_apibank
 from rest.eval.backends import OracleBackend
@@ -23,3 +25,13 @@ def test_run_validation_metric_names(shared_data):
     metrics = run_validation("apibank", generate, limit=3, data_dir=str(shared_data / "apibank_toolrl_processed"))
     assert metrics == {"val/apibank/level-1": 0.0, "val/apibank/level-2": 0.0, "val/apibank/level-3": 0.0,
                        "val/apibank/overall": 0.0}
+
+
+def test_gold_calls_use_the_decoder_rule():
+    from rest.eval.apibank import gold_calls
+    from rest.tooluse.calls import Call
+
+    item = {"other": "x", "answer": [{"name": "A", "parameters": {"k": 1}}, {"name": "B", "arguments": {}}]}
+    assert gold_calls(item) == [Call("A", {"k": 1}), Call("B", {})]
+    with pytest.raises(ValueError, match="gold call"):
+        gold_calls({"answer": {"name": "A"}})  # no argument object: an error, not {}

@@ -5,7 +5,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rest.tooluse.reward import REWARDS, ScoreRange, compute_score, schedule_range
+from rest.tooluse.reward import REWARDS, VARIANTS, ScoreRange, compute_score, schedule_range
 
 CALL = '{"name": "get_weather", "parameters": {"city": "Paris", "unit": "C"}}'
 GTS = [
@@ -18,7 +18,7 @@ FRAGMENTS = [
     "<think>", "</think>", "<tool_call>", "</tool_call>", "<response>", "</response>", "\n", CALL,
     '{"name": "get_weather", "parameters": {"city": "Paris"}}', '{"name": "f", "arguments": {}}',
     '{"name": "get_weather", "parameters": {"city": ', '{"name": ["x"], "parameters": {}}', "NaN", "{", "}", '"',
-    "<|im_start|>assistant\n", "<|im_end|>", "日本",
+    "<|im_start|>assistant\n", "<|im_end|>", "<|endoftext|>", "日本", '{"name": "get_weather"}', "\n\n",
 ]
 responses = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=5)), max_size=25).map("".join)
 
@@ -33,10 +33,10 @@ def in_range(score: dict, rng: ScoreRange, gt: str) -> bool:
     return abs(score["total"] - score["format"] - score["correctness"]) < 1e-9
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(responses, st.sampled_from(GTS), st.integers(1, 1000), st.booleans())
-def test_toolrl_reward_total_and_ranges(response, gt, step, schedule):
-    score = compute_score(response, gt, step, schedule=schedule)
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(responses, st.sampled_from(GTS), st.integers(1, 1000), st.booleans(), st.sampled_from(VARIANTS))
+def test_reward_total_and_ranges(response, gt, step, schedule, variant):
+    score = compute_score(response, gt, step, schedule=schedule, variant=variant)
     assert in_range(score, schedule_range(step) if schedule else ScoreRange(), gt)
     assert -5.0 <= score["total"] <= 5.0  # the widest scheduled range: [-2, 2] + [-3, 3]
 

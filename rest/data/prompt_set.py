@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rest.data.prompts import encode_prompt
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -35,21 +37,8 @@ class PromptSet:
 
 def prompt_sets(cfg, tokenizer):
     """-> (train PromptSet, validation PromptSet, load stats): the config's data as the trainer samples it."""
-    from rest.data import load_examples
+    from rest.data import load_examples  # the package imports its modules, not this one: no cycle
 
     train, val, stats = load_examples(cfg.data)
     return tuple(PromptSet(examples, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
                  for examples in (train, val)) + (stats,)
-
-
-def render_prompt(tokenizer, messages: list[dict], tools: list[dict] | None, prompt_format: str) -> str:
-    """ToolRL prompts carry the tool list in their system message already; Hermes passes tools to the
-    chat template, which renders them in <tools>."""
-    return tokenizer.apply_chat_template(
-        messages, tools=tools if prompt_format == "hermes" and tools else None,
-        add_generation_prompt=True, tokenize=False,
-    )
-
-
-def encode_prompt(tokenizer, messages: list[dict], tools: list[dict] | None, prompt_format: str) -> list[int]:
-    return tokenizer(render_prompt(tokenizer, messages, tools, prompt_format), add_special_tokens=False)["input_ids"]

@@ -1,4 +1,4 @@
-from rest.tooluse.parsing import parse_response, parse_tool_calls, scan_blocks, scan_call_spans, stray_tags
+from rest.tooluse.calls import scan_blocks, scan_call_spans, stray_tags
 
 TEXT = (
     "<think>plan</think>\n<tool_call>\n"
@@ -33,26 +33,8 @@ def test_call_spans_pretty_printed_list_and_broken_json():
     assert text[call.name.start : call.name.end] == "unterminated"
 
 
-def test_parse_response_values():
-    out = parse_response(TEXT)
-    assert out.think == "plan" and out.response == "done" and not out.errors
-    assert [(c.name, c.parameters) for c in out.tool_calls] == [("a", {"x": 1}), ("b", {"y": "}"})]
-    assert out.tag_counts["<tool_call>"] == 1
-
-
-def test_malformed_parts_are_reported_not_raised():
-    out = parse_response("<think>open <tool_call>\nnope")
-    assert out.think == "open <tool_call>\nnope" and out.tool_calls is None
-    assert out.errors == ["<think> is not closed"]
-    calls, errors = parse_tool_calls('{"name": 3}\n[1]\n{"name": "x"}\nnot json\n\n{"name": "ok", "parameters": {}}')
-    assert [c.name for c in calls] == ["ok"] and len(errors) == 4
-    assert parse_response("").tool_calls is None
-    deep = "[" * 100000
-    assert parse_tool_calls(deep)[1]
-
-
-def test_prompt_opened_think_and_stray_tags():
-    text = "reasoning here</think>\n<response>x</response></tool_call>"
+def test_stray_tags_are_the_tags_outside_every_block():
+    text = "a</response> <think>x <tool_call> y</think> </tool_call>"
     blocks = scan_blocks(text)
-    assert blocks[0].kind == "think" and text[: blocks[0].content.end] == "reasoning here"
-    assert [text[s.start : s.end] for s in stray_tags(text, blocks)] == ["</tool_call>"]
+    assert [b.kind for b in blocks] == ["think"]  # the <tool_call> inside the thought is think content
+    assert [text[s.start : s.end] for s in stray_tags(text, blocks)] == ["</response>", "</tool_call>"]

@@ -1,9 +1,10 @@
-"""Thousands of random and malformed responses through the parser: never raises, spans stay in bounds."""
+"""Thousands of random and malformed responses through the decoder: spans stay in bounds and agree with the
+decoded values (the region labels and the reward read the same calls)."""
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rest.tooluse.parsing import parse_response, scan_blocks, scan_call_spans, stray_tags
+from rest.tooluse.calls import decode, scan_blocks, scan_call_spans, stray_tags
 
 FRAGMENTS = [
     "<think>", "</think>", "<tool_call>", "</tool_call>", "<response>", "</response>", "\n", " ",
@@ -17,9 +18,11 @@ SETTINGS = settings(max_examples=2000, deadline=None, suppress_health_check=[Hea
 @SETTINGS
 @given(responses)
 def test_parse_never_raises_and_spans_are_in_bounds(text):
-    out = parse_response(text)
-    assert isinstance(out.errors, list)
     blocks = scan_blocks(text)
+    out = decode(text)
+    assert out.found == any(b.kind == "tool_call" and b.close is not None for b in blocks)
+    for line in out.lines:  # each line is a call or says why not, never both
+        assert (line.call is None) == bool(line.error)
     last = 0
     for b in blocks:
         assert last <= b.open.start <= b.open.end <= b.content.start <= b.content.end <= len(text)
@@ -29,10 +32,15 @@ def test_parse_never_raises_and_spans_are_in_bounds(text):
         else:
             assert b.content.end == len(text)
         if b.kind == "tool_call":
-            for call in scan_call_spans(text, b.content.start, b.content.end):
+            spans = scan_call_spans(text, b.content.start, b.content.end)
+            for call in spans:
                 for span in (call.name, call.params):
                     if span is not None:
                         assert b.content.start <= span.start <= span.end <= b.content.end
+            if b.close is not None:  # every decoded name is the text of a NAME span of its block
+                names = {text[c.name.start : c.name.end] for c in spans if c.name is not None}
+                lines = decode(text[b.open.start : b.close.end]).lines
+                assert {x.call.name for x in lines if x.call is not None and "\\" not in x.text} <= names
     for span in stray_tags(text, blocks):
         assert text[span.start : span.end].strip("</>") in ("think", "tool_call", "response")
 
@@ -40,5 +48,9 @@ def test_parse_never_raises_and_spans_are_in_bounds(text):
 @settings(max_examples=300, deadline=None)
 @given(st.text(min_size=0, max_size=3000))
 def test_arbitrary_unicode_and_long_inputs(text):
-    parse_response(text)
-    parse_response("<tool_call>\n" + text)
+    for rule in ("all", "last", "toolrl"):
+        if "</tool_call>" not in text:
+            assert not decode(text, blocks=rule).found and not decode("<tool_call>\n" + text, blocks=rule).found
+        closed = "<tool_call>\n" + text + "\n</tool_call>"
+        out = decode(closed, blocks=rule)
+        assert out.found and all(line.text in closed and "\n" not in line.text for line in out.lines)
