@@ -95,6 +95,7 @@ class VLLMEngine:
             # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
             enable_chunked_prefill=not on_cpu,
             max_num_batched_tokens=max(rollout.max_num_batched_tokens, max_model_len),
+            use_tqdm_on_load=False,  # a bar for one local file at start-up; the console shows the training bar
         )
         self.llm.collective_rpc(skip_derived_buffers)  # the rotary cache is no weight (workers/vllm_reload.py)
         self.temperature, self.top_p, self.top_k = rollout.temperature, rollout.top_p, rollout.top_k

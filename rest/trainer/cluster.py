@@ -51,9 +51,8 @@ class RestartingWorkerGroup(RayWorkerGroup):
     def _replace_dead(self, method: str, error: RayActorError) -> None:
         dead = [rank for rank, actor in enumerate(self.actors) if not _alive(actor)]
         name = self.worker_cls.__name__
-        if not dead:  # unavailable for a moment (e.g. a network blip), not dead: retry as is
-            log.warning("%s call %s failed (%s); retrying", name, method, type(error).__name__)
-            return
+        if not dead:  # unavailable but not dead: nothing to replace
+            raise error
         for rank in dead:
             if self.restarts >= self.max_restarts:
                 raise WorkerFault(f"{name} {rank} died during {method} ({type(error).__name__}) and the "
