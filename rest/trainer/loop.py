@@ -92,6 +92,9 @@ class Trainer:
                 bar.refresh()
                 continue
             metrics["critic/nonfinite_rewards"] = self.nonfinite_rewards
+            if metrics.get("actor/skipped_steps"):
+                log.warning("step %d: a non-finite loss or gradient: %d optimizer step(s) skipped on every rank",
+                            self.step, metrics["actor/skipped_steps"])
             now = self._restarts()  # restarts since the last logged step
             metrics["faults/rollout_restarts"], metrics["faults/actor_restarts"] = now[0] - counted[0], now[1] - counted[1]
             counted = now

@@ -8,10 +8,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import ray
 import torch
 
 from rest.config.load import load_config
 from rest.config.validate import ConfigError
+from rest.main import main
 from rest.trainer import checkpoint as ckpt
 from rest.trainer.loop import Trainer
 
@@ -65,11 +67,15 @@ def test_driver_state_loads_with_weights_only_and_restores_every_rng(tmp_path):
     assert math.isnan(ckpt.load_step_metrics(tmp_path)["critic/reward_mean"])
 
 
-def test_a_run_dir_that_cannot_be_written_is_a_config_error(tmp_path):
+def test_a_run_dir_that_cannot_be_written_fails_before_ray_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("rest.main.configure_logging", lambda cfg: None)  # process-wide; not under test here
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="trainer.run_dir"):
         ckpt.check_writable(str(blocker / "run"))
+    assert main(["+recipe=tiny_cpu", f"trainer.run_dir={blocker / 'run'}"]) == 2
+    assert not ray.is_initialized()
+    assert "config error: trainer.run_dir=" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the driver loop, with fake worker groups
