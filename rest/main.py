@@ -9,11 +9,13 @@ from __future__ import annotations
 import sys
 
 from rest.config.load import load_config
+from rest.console import configure_logging
 from rest.config.validate import ConfigError
 
 
 def run(cfg) -> None:
     from rest.models.cache import load_tokenizer, resolve_model_path
+    from rest.trainer.checkpoint import check_writable
     from rest.trainer.cluster import create_worker_groups, start_ray
     from rest.trainer.loop import Trainer
     from rest.data.prompt_set import prompt_sets
@@ -33,6 +35,7 @@ def run(cfg) -> None:
     total_steps = cfg.trainer.total_steps or steps_per_epoch * cfg.trainer.total_epochs
     print(f"data: {len(train)} train / {len(val)} validation prompts ({stats}); {total_steps} steps")
 
+    check_writable(cfg.trainer.run_dir)  # before any worker starts: a run that cannot save must not train
     start_ray(cfg)
     groups = create_worker_groups(cfg, model_path, total_steps)
     validator = Validator(cfg, groups.rollout, tokenizer, val, build_reward_fn(cfg.algorithm.reward))
@@ -52,7 +55,17 @@ def main(argv: list[str] | None = None) -> int:
 
         print(describe_plan(cfg))
         return 0
-    run(cfg)
+    configure_logging(cfg)  # first: libraries read their log level from the environment when imported
+    from rest.trainer.cluster import WorkerFault
+
+    try:
+        run(cfg)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    except WorkerFault as error:  # the message says which worker died and where to resume from
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

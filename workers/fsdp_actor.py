@@ -30,6 +30,7 @@ from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully
 from rest.algo import objective
 from rest.algo.entropy import entropy_and_logprob_from_hidden
 from rest.config.schema import RestConfig
+from rest.console import configure_logging
 from workers.dispatch import Dispatch, register
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -75,6 +76,7 @@ def _lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
 
 class FSDPActorWorker:
     def __init__(self, cfg: RestConfig, rank: int, world_size: int, master_addr: str, master_port: int):
+        configure_logging(cfg)
         self.cfg = cfg
         self.rank = rank
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
@@ -145,6 +147,12 @@ class FSDPActorWorker:
         dist.all_reduce(value)
         return value
 
+    def _all_finite(self, local: bool) -> bool:
+        """Whether every rank saw a finite loss and gradient: the optimizer step is taken by all or by none."""
+        bad = torch.tensor(0.0 if local else 1.0, device=self.device)
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return not bool(bad)
+
     @register(Dispatch.DP_COMPUTE)
     def update_policy(self, batch: TensorDict) -> dict[str, float]:
         """PPO epochs over mini-batches; gradient accumulation over micro-batches; one scheduler step."""
@@ -154,7 +162,7 @@ class FSDPActorWorker:
         self.module.train()
         sums: dict[str, float] = {}
         grad_norms: list[float] = []
-        count = 0
+        count = skipped = 0
         # Without old log-probs the update is on-policy (the driver checked: one epoch, one mini-batch), so each
         # micro-batch's forward runs before the only optimizer step and its log-probs are the old ones.
         fused = "old_log_prob" not in batch.keys()
@@ -170,6 +178,7 @@ class FSDPActorWorker:
                     objective.loss_denominator(mini["response_mask"], weights, algo, norm_len=norm_len)
                 )
                 self.optimizer.zero_grad(set_to_none=True)
+                finite_loss = True
                 for micro in mini.split(cfg.actor.ppo_micro_batch_size):
                     logprob, entropy = self._score(micro)
                     micro = micro.to(self.device)
@@ -188,6 +197,7 @@ class FSDPActorWorker:
                         denominator=denominator.to(logprob.dtype), norm_len=norm_len,
                     )
                     # FSDP averages gradients over ranks; the loss is already a global sum, so undo the mean
+                    finite_loss = finite_loss and bool(torch.isfinite(loss.detach()))
                     (loss * self.world_size).backward()
                     mask = micro["response_mask"].bool()
                     metrics["actor/entropy"] = entropy[mask].mean() if mask.any() else torch.tensor(0.0)
@@ -197,11 +207,15 @@ class FSDPActorWorker:
                     count += 1
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.actor.grad_clip)
                 grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-                if math.isfinite(grad_norm):  # a non-finite norm skips the step rather than poisoning weights
+                if self._all_finite(finite_loss and math.isfinite(grad_norm)):
                     self.optimizer.step()
+                else:  # one rank's NaN/inf skips the step on every rank: weights stay identical across ranks
+                    self.optimizer.zero_grad(set_to_none=True)
+                    skipped += 1
                 grad_norms.append(grad_norm)
         self.scheduler.step()
         metrics = {key: value / count for key, value in sums.items()}
+        metrics["actor/skipped_steps"] = skipped
         metrics["actor/pg_loss"] = sums["actor/pg_loss"] * self.world_size / len(grad_norms)
         metrics["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
@@ -265,7 +279,7 @@ class FSDPActorWorker:
         state = {"model": model_state, "optim": optim_state}
         dcp.load(state, checkpoint_id=os.path.join(path, "actor"))
         set_state_dict(self.module, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-        extra = torch.load(os.path.join(path, f"actor_extra_rank{self.rank}.pt"), weights_only=False)
+        extra = torch.load(os.path.join(path, f"actor_extra_rank{self.rank}.pt"), weights_only=True)
         self.scheduler.load_state_dict(extra["scheduler"])
         torch.set_rng_state(extra["torch_rng"])
         dist.barrier()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from rest.config.schema import RestConfig
+from rest.console import configure_logging
 from rest.registry import Registry
 from workers.dispatch import Dispatch, register
 
@@ -43,6 +44,7 @@ class RolloutWorker:
     """Ray actor wrapping one generation engine. `generate` takes prompt token ids and returns Samples."""
 
     def __init__(self, cfg: RestConfig, model_path: str, rank: int):
+        configure_logging(cfg)
         torch.set_num_threads(rollout_threads(cfg))
         self.cfg = cfg
         self.rank = rank
@@ -74,6 +76,8 @@ class VLLMEngine:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
         from vllm import LLM
 
+        from workers.vllm_reload import skip_derived_buffers
+
         max_model_len = cfg.data.max_prompt_length + cfg.data.max_response_length
         self.llm = LLM(
             model=model_path,
@@ -91,7 +95,9 @@ class VLLMEngine:
             # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
             enable_chunked_prefill=not on_cpu,
             max_num_batched_tokens=max(rollout.max_num_batched_tokens, max_model_len),
+            use_tqdm_on_load=False,  # a bar for one local file at start-up; the console shows the training bar
         )
+        self.llm.collective_rpc(skip_derived_buffers)  # the rotary cache is no weight (workers/vllm_reload.py)
         self.temperature, self.top_p, self.top_k = rollout.temperature, rollout.top_p, rollout.top_k
 
     def generate(self, prompts, seeds, max_tokens, greedy):

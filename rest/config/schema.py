@@ -88,6 +88,7 @@ class ValidationConfig:
     apibank_dir: Optional[str] = None  # folder of ToolRL's level-{1,2,3}-api_processed.json (for apibank)
     bfcl_version: str = "v3"  # v3 (the papers' numbers) | v4
     bfcl_categories: Optional[list[str]] = None  # null: all supported categories
+    on_error: str = "warn"  # warn: a failing validation is logged and training goes on | error: the run stops
 
 
 @dataclass
@@ -103,6 +104,7 @@ class TrainerConfig:
     ray_address: Optional[str] = None  # null: start or join a local cluster ("auto" joins a running one)
     save_freq: int = 0  # checkpoint every k steps (0: only at the end if save_final)
     save_final: bool = True
+    max_checkpoints_to_keep: Optional[int] = None  # null: keep all; else the newest k (the latest always)
     test_freq: int = 0  # validate every k steps (0: never)
     val_before_train: bool = False
     resume: str = "auto"  # auto | disable | a checkpoint dir
@@ -113,7 +115,19 @@ class TrainerConfig:
     wandb_mode: str = "offline"  # offline | online | disabled
     progress_bar: bool = True
     export_hf: bool = True
-    crash_at_step: Optional[int] = None  # testing only: hard-exit at the start of this step
+    # a sample whose reward is NaN/inf: error (stop, naming the sample and prompt) | zero (score it 0, counted in
+    # critic/nonfinite_rewards)
+    nonfinite_reward: str = "error"
+    # console: our own messages at this level; vLLM, Ray, transformers, torch at theirs (a logging level name)
+    log_level: str = "info"
+    vendor_log_levels: dict[str, str] = field(
+        default_factory=lambda: {"vllm": "error", "ray": "error", "transformers": "error", "torch": "error"})
+    crash_at_step: Optional[int] = None  # testing only: hard-exit at this step
+    # a worker that dies (killed, out of memory) is replaced and its call retried, at most this often per run
+    max_restarts: int = 2
+    # testing only, what happens at crash_at_step: step (the driver exits at the step's start) | save (it exits
+    # before publishing the step's checkpoint) | rollout | actor (the driver SIGKILLs that group's last worker)
+    crash_in: str = "step"
 
 
 @dataclass

@@ -84,6 +84,24 @@ def check_resources(cfg: RestConfig) -> None:
                  "trainer.placement=colocated needs rollout.num_workers <= actor.num_workers")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+VENDORS = ("vllm", "ray", "transformers", "torch")
+
+
+def check_fault_handling(cfg: RestConfig) -> None:
+    """Checkpoint retention, non-finite rewards, logging levels and the test-only crash hook."""
+    trainer = cfg.trainer
+    _require(trainer.max_checkpoints_to_keep is None or trainer.max_checkpoints_to_keep >= 1,
+             f"trainer.max_checkpoints_to_keep must be >= 1 or null (keep all), got {trainer.max_checkpoints_to_keep}")
+    _choice(trainer.nonfinite_reward, "trainer.nonfinite_reward", ("error", "zero"))
+    _choice(trainer.log_level, "trainer.log_level", LOG_LEVELS)
+    for vendor, level in trainer.vendor_log_levels.items():
+        _choice(vendor, "trainer.vendor_log_levels key", VENDORS)
+        _choice(level, f"trainer.vendor_log_levels.{vendor}", LOG_LEVELS)
+    _require(trainer.max_restarts >= 0, f"trainer.max_restarts must be >= 0, got {trainer.max_restarts}")
+    _choice(trainer.crash_in, "trainer.crash_in", ("step", "save", "rollout", "actor"))
+
+
 def validate(cfg: RestConfig) -> None:
     _choice(cfg.trainer.device, "trainer.device", ("cpu", "cuda"))
     _choice(cfg.trainer.placement, "trainer.placement", ("separate", "colocated"))
@@ -110,6 +128,8 @@ def validate(cfg: RestConfig) -> None:
     _choice(cfg.validation.bfcl_version, "validation.bfcl_version", ("v3", "v4"))
     _require(cfg.data.prompt_format != "hermes" or cfg.algorithm.reward.accept_arguments_key,
              'data.prompt_format=hermes needs algorithm.reward.accept_arguments_key=true (the model writes "arguments")')
+    _choice(cfg.validation.on_error, "validation.on_error", ("warn", "error"))
+    check_fault_handling(cfg)
     check_batch_sizes(cfg)
     check_resources(cfg)
     for section in (cfg.algorithm, cfg.data):

@@ -4,9 +4,12 @@ weight sync, step after step, over the two Ray worker groups. Every phase is tim
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from dataclasses import asdict, dataclass
 
+import ray
 import torch
 from tqdm import tqdm
 
@@ -14,7 +17,7 @@ from rest.algo import objective
 from rest.config.schema import RestConfig
 from rest.trainer import checkpoint as ckpt
 from rest.trainer.batch import build_batch, pad_rows
-from rest.trainer.cluster import WorkerGroups
+from rest.trainer.cluster import WorkerFault, WorkerGroups
 from rest.trainer.sampler import PromptSampler
 from rest.data.prompt_set import Prompt, PromptSet
 from rest.trainer.timing import PhaseTimer
@@ -23,6 +26,8 @@ from rest.trainer.validation import Validator
 from rest.tooluse.regions import label_response
 from rest.tooluse.reward import build_reward_fn
 from workers.rollout import Sample, sample_seed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,32 +62,51 @@ class Trainer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.step = 0
         self.fused_old_log_prob = fuses_old_log_prob(cfg)
+        self.nonfinite_rewards = 0  # this step's, scored 0 under trainer.nonfinite_reward=zero
+        self.crashed = False  # the trainer.crash_at_step test hook fired
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> None:
         cfg = self.cfg
+        for stale in ckpt.discard_partial(cfg.trainer.run_dir):
+            log.warning("deleted %s: a checkpoint save that did not finish", stale)
         resume_dir = ckpt.find_resume_dir(cfg.trainer.run_dir, cfg.trainer.resume)
         if resume_dir is not None:
             self._resume(resume_dir)
         tracker = Tracker(cfg.trainer.loggers, cfg.trainer.run_dir, cfg.trainer.project_name,
                           cfg.trainer.experiment_name, asdict(cfg), cfg.trainer.wandb_mode, resume_step=self.step)
+        if resume_dir is not None:
+            self._log_checkpoint_row(tracker, resume_dir)
         if cfg.trainer.val_before_train and self.step == 0:
-            tracker.log(self.validator.run(self.step), step=0)
+            tracker.log(self._validate(), step=0)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step",
                    disable=not cfg.trainer.progress_bar, dynamic_ncols=True)
+        counted = self._restarts()
         while self.step < self.total_steps:
             self.step += 1
-            if cfg.trainer.crash_at_step == self.step:
-                os._exit(17)  # test hook: die like a killed job, mid-run, without cleanup
-            metrics = self.train_step()
+            self._crash_hook()
+            self.nonfinite_rewards = 0
+            metrics = self._train_step_surviving_faults(tracker)
+            if metrics is None:  # an actor rank died: the group is back at the last checkpoint's step
+                bar.n = self.step
+                bar.refresh()
+                continue
+            metrics["critic/nonfinite_rewards"] = self.nonfinite_rewards
+            if metrics.get("actor/skipped_steps"):
+                log.warning("step %d: a non-finite loss or gradient: %d optimizer step(s) skipped on every rank",
+                            self.step, metrics["actor/skipped_steps"])
+            now = self._restarts()  # restarts since the last logged step
+            metrics["faults/rollout_restarts"], metrics["faults/actor_restarts"] = now[0] - counted[0], now[1] - counted[1]
+            counted = now
+            # save before validating: a validation that fails or dies must not cost the step's checkpoint
+            if self._is_save_step():
+                self.save_checkpoint(metrics)
             if cfg.trainer.test_freq and (self.step % cfg.trainer.test_freq == 0 or self.step == self.total_steps):
-                metrics.update(self.validator.run(self.step))
+                metrics.update(self._validate())
             tracker.log(metrics, step=self.step)
             bar.update(1)
-            if cfg.trainer.save_freq and self.step % cfg.trainer.save_freq == 0:
-                self.save_checkpoint()
         bar.close()
-        if cfg.trainer.save_final and not (cfg.trainer.save_freq and self.step % cfg.trainer.save_freq == 0):
+        if cfg.trainer.save_final and not self._is_save_step():
             self.save_checkpoint()
         if cfg.trainer.export_hf:
             hf_dir = os.path.join(cfg.trainer.run_dir, "hf")
@@ -90,7 +114,72 @@ class Trainer:
             self.tokenizer.save_pretrained(hf_dir)
         plot = tracker.finish()
         if plot:
-            print(f"curves: {plot}")
+            log.info("curves: %s", plot)
+
+    def _crash_hook(self) -> None:
+        """trainer.crash_at_step (tests): die like a killed job, or SIGKILL one worker, at this step's start."""
+        trainer = self.cfg.trainer
+        if trainer.crash_at_step != self.step or self.crashed:
+            return
+        self.crashed = True  # once: a step replayed after an actor restart runs normally
+        if trainer.crash_in == "step":
+            os._exit(17)
+        if trainer.crash_in in ("rollout", "actor"):
+            group = getattr(self.groups, trainer.crash_in)
+            pid = self.groups.kill_worker(trainer.crash_in, len(group.actors) - 1)
+            log.info("test hook: killed %s worker %d (pid %d)", trainer.crash_in, len(group.actors) - 1, pid)
+
+    def _restarts(self) -> tuple[int, int]:
+        return getattr(self.groups.rollout, "restarts", 0), getattr(self.groups, "actor_restarts", 0)
+
+    def _train_step_surviving_faults(self, tracker: Tracker) -> dict[str, float] | None:
+        """train_step. A dead rollout worker is replaced inside the rollout group's call; a dead actor rank
+        takes the whole actor group down (its process group is broken), so the group is rebuilt and the run
+        goes back to the last complete checkpoint, as a resume would (None: the step did not happen). Past
+        trainer.max_restarts: WorkerFault naming the worker and the checkpoint to resume from."""
+        run_dir = self.cfg.trainer.run_dir
+        try:
+            try:
+                return self.train_step()
+            except ray.exceptions.RayError:
+                dead = self.groups.dead_actor_ranks()
+                if not dead:
+                    raise
+                self.groups.restart_actor_group(dead, self.cfg.trainer.max_restarts)
+                self._restore_after_actor_restart(tracker)
+                return None
+        except WorkerFault as error:
+            last = ckpt.latest_step(run_dir)
+            where = (f"resume from {ckpt.step_dir(run_dir, last)} by rerunning the same command "
+                     f"(trainer.resume=auto)" if last is not None else "no checkpoint to resume from yet")
+            raise WorkerFault(f"step {self.step}: {error}; {where}") from error
+
+    def _restore_after_actor_restart(self, tracker: Tracker) -> None:
+        run_dir = self.cfg.trainer.run_dir
+        path = ckpt.find_resume_dir(run_dir, "auto") or ckpt.find_resume_dir(run_dir, self.cfg.trainer.resume)
+        if path is not None:
+            self._resume(path)
+        else:  # no checkpoint yet: the rebuilt group holds the initial weights; start over
+            self.step = 0
+            self.sampler = PromptSampler(len(self.train), self.cfg.data.train_batch_size, self.cfg.trainer.seed,
+                                         self.cfg.data.shuffle)
+            self.sync_weights()
+            log.info("no checkpoint yet: training starts over from step 0")
+        tracker._truncate_after(self.step)  # the run dir's metrics go back with the run, as on resume
+
+    def _is_save_step(self) -> bool:
+        return bool(self.cfg.trainer.save_freq) and self.step % self.cfg.trainer.save_freq == 0
+
+    def _validate(self) -> dict[str, float]:
+        """The validation hook; with validation.on_error=warn a failure is logged and training goes on."""
+        try:
+            return self.validator.run(self.step)
+        except Exception as error:
+            if self.cfg.validation.on_error == "error":
+                raise
+            log.warning("step %d: validation failed, training goes on (validation.on_error=warn): %s: %s",
+                        self.step, type(error).__name__, error)
+            return {"val/failed": 1}
 
     def train_step(self) -> dict[str, float]:
         cfg, timer = self.cfg, PhaseTimer()
@@ -175,9 +264,24 @@ class Trainer:
         # DAPO's soft overlong punishment, added to the reward (zeros unless algorithm.overlong.enable)
         penalties = objective.overlong_penalty(torch.tensor([len(s.token_ids) for s in samples]),
                                                self.cfg.data.max_response_length, self.cfg.algorithm)
-        for score, penalty in zip(scores, penalties.tolist()):
+        for index, (score, penalty) in enumerate(zip(scores, penalties.tolist())):
             score["total"] += penalty
+            if not all(math.isfinite(value) for value in score.values()):
+                self._nonfinite_reward(prompt, index, score)
         return scores
+
+    def _nonfinite_reward(self, prompt: Prompt, index: int, score: dict) -> None:
+        """A NaN/inf reward would turn the whole group's advantages into NaN: stop, or score it 0 and count it
+        (trainer.nonfinite_reward)."""
+        where = f"step {self.step}: sample {index} of prompt {prompt.uid!r} has a non-finite reward {score}"
+        if self.cfg.trainer.nonfinite_reward == "error":
+            raise FloatingPointError(f"{where}; set trainer.nonfinite_reward=zero to score such samples 0 "
+                                     f"and go on (counted in critic/nonfinite_rewards)")
+        log.warning("%s; scored 0 (trainer.nonfinite_reward=zero)", where)
+        for key, value in score.items():
+            if not math.isfinite(value):
+                score[key] = 0.0
+        self.nonfinite_rewards += 1
 
     def _check_sync(self, batch) -> dict[str, float]:
         """The rollout's log-prob of each sampled token vs the actor's: equal up to numerics iff the rollout
@@ -202,12 +306,16 @@ class Trainer:
         self.groups.rollout.load_weights(refs)
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self) -> None:
-        path = ckpt.step_dir(self.cfg.trainer.run_dir, self.step)
-        path.mkdir(parents=True, exist_ok=True)
+    def save_checkpoint(self, step_metrics: dict | None = None) -> None:
+        """Actor shards, optimizer, RNGs and the sampler position into a partial folder, published at the end
+        (`rest.trainer.checkpoint`): a crash mid-save leaves the previous checkpoint the one resumed."""
+        trainer = self.cfg.trainer
+        path = ckpt.begin_save(trainer.run_dir, self.step)
         self.groups.actor.save_checkpoint(str(path))
-        ckpt.save_driver_state(path, self.step, self.sampler.state_dict())
-        ckpt.mark_complete(self.cfg.trainer.run_dir, self.step)
+        ckpt.save_driver_state(path, self.step, self.sampler.state_dict(), step_metrics)
+        if trainer.crash_at_step == self.step and trainer.crash_in == "save":
+            os._exit(17)  # test hook: die with the checkpoint written but not yet published
+        ckpt.commit_save(trainer.run_dir, self.step, trainer.max_checkpoints_to_keep)
 
     def _resume(self, path) -> None:
         self.groups.actor.load_checkpoint(str(path))
@@ -215,4 +323,10 @@ class Trainer:
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
         self.sync_weights()
-        print(f"resumed from {path} at step {self.step}", flush=True)
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def _log_checkpoint_row(self, tracker: Tracker, path) -> None:
+        """The checkpoint's own step row, if the interrupted run died before logging it (it saves first)."""
+        row = ckpt.load_step_metrics(path)
+        if row is not None and all(r["step"] != self.step for r in tracker.history()):
+            tracker.log(row, step=self.step)

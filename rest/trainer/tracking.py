@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
+
+from tqdm import tqdm
 
 CONSOLE_KEYS = (
     "critic/reward_mean", "response_length/mean", "actor/entropy", "actor/pg_loss", "actor/grad_norm",
@@ -49,7 +52,8 @@ class Tracker:
                 f.write(json.dumps({"step": step, **metrics}) + "\n")
         if "console" in self.loggers:
             shown = " | ".join(f"{k}={_fmt(metrics[k])}" for k in CONSOLE_KEYS if k in metrics)
-            print(f"step {step}: {shown}", flush=True)
+            tqdm.write(f"step {step}: {shown}", file=sys.stdout)  # above the progress bar, which is redrawn
+            sys.stdout.flush()
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
