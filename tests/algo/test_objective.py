@@ -116,7 +116,8 @@ def test_config_is_an_omegaconf_structured_config_and_validates():
     with pytest.raises(ValueError, match="algorithm.clip_low"):
         bad.validate()
     bad = AlgorithmConfig(region_weights=RegionWeightConfig(mode="dynamic"))
-    with pytest.raises(ValueError, match=re.escape("region_weights.mode must be one of entropy|none|static|variance_bound")):
+    modes = "region_weights.mode must be one of entropy|none|static|variance_bound"
+    with pytest.raises(ValueError, match=re.escape(modes)):
         bad.validate()
     weighted = RegionWeightConfig(mode="variance_bound")
     AlgorithmConfig(loss_agg_mode="weighted-token-mean", region_weights=weighted).validate()
