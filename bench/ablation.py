@@ -124,6 +124,7 @@ class RunResult:
     step_seconds: list[float]  # timing_s/step of each training step
     sampled_sequences: int  # generated responses over the run (DAPO: every try)
     planned_sequences: int  # steps x P x n
+    sampled_tokens: float  # generated response tokens (DAPO's dropped batches estimated at the kept mean length)
     region_weight: dict[str, list[float]] = field(default_factory=dict)  # region -> per step
     region_entropy: dict[str, list[float]] = field(default_factory=dict)
     wall_s: float = float("nan")
@@ -149,6 +150,7 @@ def read_run(run_dir: Path, preset: str, seed: int, prompts: int, n: int) -> Run
         final_by_kind={k: float(last[f"{EM_KEY}/{k}"]) for k in KINDS if f"{EM_KEY}/{k}" in last},
         step_seconds=[float(r["timing_s/step"]) for r in train],
         sampled_sequences=sum(tries) * prompts * n, planned_sequences=len(train) * prompts * n,
+        sampled_tokens=sum(t * prompts * n * float(r["response_length/mean"]) for t, r in zip(tries, train)),
         region_weight={g: [float(r.get(f"rest/weight/{g}", float("nan"))) for r in train] for g in REGIONS},
         region_entropy={g: [float(r.get(f"rest/entropy/{g}", float("nan"))) for r in train] for g in REGIONS},
         wall_s=wall,
@@ -167,6 +169,8 @@ class PresetSummary:
     threshold_steps: list[int | None]
     seconds_per_step: Interval
     extra_samples: float  # sampled sequences over the planned budget, minus 1 (DAPO's extra batches)
+    tokens_per_step: Interval  # generated response tokens per training step
+    wall_s: Interval  # whole run, start-up and validation included
     final_by_kind: dict[str, Interval]
     weight_first: dict[str, float]  # mean over seeds of rest/weight/<region> at step 1 / the last step
     weight_last: dict[str, float]
@@ -197,6 +201,8 @@ def summarise(runs: list[RunResult], threshold: float) -> PresetSummary:
         threshold_steps=[steps_to_threshold(steps, e, threshold) for e in ems],
         seconds_per_step=t_interval([median(r.step_seconds[1:] or r.step_seconds) for r in runs]),
         extra_samples=sum(r.sampled_sequences for r in runs) / max(1, sum(r.planned_sequences for r in runs)) - 1,
+        tokens_per_step=t_interval([r.sampled_tokens / max(1, len(r.step_seconds)) for r in runs]),
+        wall_s=t_interval([r.wall_s for r in runs if not math.isnan(r.wall_s)]),
         final_by_kind={k: t_interval([r.final_by_kind[k] for r in runs]) for k in kinds},
         weight_first={g: _nanmean(r.region_weight[g][0] for r in runs) for g in REGIONS},
         weight_last={g: _nanmean(r.region_weight[g][-1] for r in runs) for g in REGIONS},
@@ -266,12 +272,13 @@ def render_report(summaries: list[PresetSummary], sizes: dict, threshold: float,
           if n_seeds >= 2 else "one seed: no interval")
     main = table(
         ["preset", "EM step 0", "EM end", "gain (end - 0)", "area under curve", f"steps to EM >= {threshold:.3f}",
-         "s / step", "extra samples"],
+         "s / step", "tokens / step", "extra samples"],
         [[s.preset, s.start.cell(), s.end.cell(), s.gain.cell(), s.area.cell(), _threshold_cell(s.threshold_steps),
-          s.seconds_per_step.cell(1), f"{100 * s.extra_samples:+.0f}%"] for s in ranked])
-    seeds = table(["preset", "seeds", "EM step 0", "EM end", "gain", "area"],
+          s.seconds_per_step.cell(1), f"{s.tokens_per_step.mean:,.0f}", f"{100 * s.extra_samples:+.0f}%"]
+         for s in ranked])
+    seeds = table(["preset", "seeds", "EM step 0", "EM end", "gain", "area", "run wall s"],
                   [[s.preset, " ".join(map(str, s.seeds)), s.start.seeds_cell(), s.end.seeds_cell(),
-                    s.gain.seeds_cell(), s.area.seeds_cell()] for s in ranked])
+                    s.gain.seeds_cell(), s.area.seeds_cell(), s.wall_s.seeds_cell(0)] for s in ranked])
     kinds = [k for k in KINDS if any(k in s.final_by_kind for s in summaries)]
     by_kind = table(["preset", *[f"EM end, {k}" for k in kinds]],
                     [[s.preset, *[s.final_by_kind[k].cell() if k in s.final_by_kind else "-" for k in kinds]]
@@ -291,8 +298,9 @@ def render_report(summaries: list[PresetSummary], sizes: dict, threshold: float,
         f"`{EM_KEY}`. Cells: mean [{ci}]; per-seed values in the second table. Area under the curve: trapezoid "
         f"over the validated steps divided by the step range (the curve's mean level). Threshold: step-0 mean "
         f"exact match + the --threshold-gain; 'k/N' runs reached it. s / step: median `timing_s/step` after "
-        f"the warm-up step (validation not included). Extra samples: responses generated beyond "
-        f"steps x P x n (DAPO's dynamic-sampling retries).",
+        f"the warm-up step (validation not included). Tokens / step: generated response tokens per training "
+        f"step (mean over seeds; DAPO's dropped batches counted at the kept batch's mean length, an estimate). "
+        f"Extra samples: responses generated beyond steps x P x n (DAPO's dynamic-sampling retries).",
         "",
         "## Results",
         "",

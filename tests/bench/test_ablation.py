@@ -59,7 +59,7 @@ def _write_run(root: Path, preset: str, seed: int, em: list[float], *, weights=N
     for step in range(5):
         row = {"step": step}
         if step:
-            row.update({"timing_s/step": 10.0 + step, "training/step": step})
+            row.update({"timing_s/step": 10.0 + step, "training/step": step, "response_length/mean": 20.0})
             if preset == "dapo":
                 row["dapo/tries"] = tries
             for g, w in (weights or {}).items():
@@ -81,6 +81,7 @@ def test_read_run_and_missing_metric_error(tmp_path):
     assert result.val_steps == [0, 2, 4] and result.exact_match == [0.1, 0.2, 0.4]
     assert result.step_seconds == [11.0, 12.0, 13.0, 14.0]
     assert (result.sampled_sequences, result.planned_sequences) == (4 * 3 * 8, 4 * 8)
+    assert result.sampled_tokens == 4 * 3 * 8 * 20.0
     assert result.final_by_kind == {"one_call": 0.2}
     bad = _write_run(tmp_path, "grpo", 1, [0.1, 0.2, 0.4], em_key=False)
     with pytest.raises(MissingMetricError, match="run with a rest version that logs val/task/exact_match"):
@@ -107,6 +108,7 @@ def test_report_from_synthetic_runs(tmp_path):
     # threshold = 0.1 (step-0 mean) + 0.05: reached at step 2 by every grpo/rest seed, by dapo only at 4
     assert by["grpo"].threshold_steps == [2, 2, 2] and by["dapo"].threshold_steps == [4, 4, 4]
     assert by["dapo"].extra_samples == pytest.approx(1.0)  # two tries per step: twice the planned samples
+    assert by["dapo"].tokens_per_step.mean == 2 * 8 * 20.0 and by["grpo"].tokens_per_step.mean == 8 * 20.0
     assert by["grpo"].seconds_per_step.mean == pytest.approx(13.0)  # median of 12, 13, 14 (step 1 dropped)
     assert by["rest_entropy"].weight_first["params"] == pytest.approx(0.2)
     assert by["rest_entropy"].weight_last["format"] == pytest.approx(4.8 * 4)
