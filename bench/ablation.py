@@ -265,7 +265,7 @@ def interpretation(ranked: list[PresetSummary]) -> str:
 
 
 def render_report(summaries: list[PresetSummary], sizes: dict, threshold: float, command: str,
-                  plot_ref: str | None = None, notes: str | None = None) -> str:
+                  plot_ref: str | None = None, notes: str | None = None, failed: list[str] = ()) -> str:
     ranked = ranking(summaries)
     n_seeds = max(len(s.seeds) for s in summaries)
     ci = (f"95% Student-t interval over {n_seeds} seeds (t_0.975,{n_seeds - 1} = {T975[n_seeds - 2]:.3f})"
@@ -304,6 +304,7 @@ def render_report(summaries: list[PresetSummary], sizes: dict, threshold: float,
         "",
         "## Results",
         "",
+        *([f"**Failed runs (left out):** {', '.join(failed)}.", ""] if failed else []),
         main,
         "",
         "### Per seed",
@@ -426,9 +427,12 @@ def run_is_complete(run_dir: Path, overrides: list[str], steps: int) -> bool:
     return steps in logged
 
 
-def run_all(presets: list[str], seeds: list[int], sizes: Sizes, root: Path, extra: list[str]) -> None:
+def run_all(presets: list[str], seeds: list[int], sizes: Sizes, root: Path, extra: list[str]) -> list[str]:
+    """Run every (preset, seed) not yet complete, one after the other; -> the runs that failed (a failed run
+    is reported and the others go on)."""
     defaults = default_config(extra)
     jobs = [(p, s) for p in presets for s in seeds]
+    failed = []
     for i, (preset, seed) in enumerate(jobs, 1):
         run_dir = root / preset / f"seed{seed}"
         overrides = run_overrides(preset, seed, sizes, defaults, extra)
@@ -437,26 +441,36 @@ def run_all(presets: list[str], seeds: list[int], sizes: Sizes, root: Path, extr
             print(f"{head} complete, skipped", flush=True)
             continue
         t0 = time.perf_counter()
-        run_rest(overrides, run_dir)
+        try:
+            run_rest(overrides, run_dir)
+        except (RuntimeError, OSError) as error:
+            print(f"{head} FAILED after {time.perf_counter() - t0:.0f} s: {error}", flush=True)
+            failed.append(f"{preset} seed {seed}")
+            continue
         wall = time.perf_counter() - t0
         (run_dir / RUN_RECORD).write_text(json.dumps({"overrides": overrides, "wall_s": wall}, indent=1))
         result = read_run(run_dir, preset, seed, sizes.prompts, sizes.n)
         print(f"{head} {wall:.0f} s, exact match {result.exact_match[0]:.3f} -> {result.exact_match[-1]:.3f} "
               f"(steps {result.val_steps}), {median(result.step_seconds):.1f} s/step", flush=True)
+    return failed
 
 
-def collect(presets: list[str], seeds: list[int], sizes: Sizes, root: Path) -> dict[str, list[RunResult]]:
+def collect(presets: list[str], seeds: list[int], sizes: Sizes, root: Path, extra: list[str]
+            ) -> dict[str, list[RunResult]]:
+    """The complete runs of these sizes (a partial or differently sized run in the same dir is left out)."""
+    defaults = default_config(extra)
     out: dict[str, list[RunResult]] = {}
     for preset in presets:
-        runs = [read_run(root / preset / f"seed{s}", preset, s, sizes.prompts, sizes.n)
-                for s in seeds if (root / preset / f"seed{s}" / "metrics.jsonl").exists()]
+        runs = [read_run(root / preset / f"seed{s}", preset, s, sizes.prompts, sizes.n) for s in seeds
+                if run_is_complete(root / preset / f"seed{s}", run_overrides(preset, s, sizes, defaults, extra),
+                                   sizes.steps)]
         if runs:
             out[preset] = runs
     return out
 
 
 def write_report(results: dict[str, list[RunResult]], sizes: Sizes, threshold_gain: float, command: str,
-                 report_path: Path, plot_path: Path) -> list[PresetSummary]:
+                 report_path: Path, plot_path: Path, failed: list[str] | None = None) -> list[PresetSummary]:
     """Summaries, the markdown report (keeping an existing notes block) and the plot."""
     if not results:
         raise RuntimeError("no finished runs to report")
@@ -468,7 +482,7 @@ def write_report(results: dict[str, list[RunResult]], sizes: Sizes, threshold_ga
     notes = NOTES.search(old)
     plot_ref = os.path.relpath(plot_path.resolve(), report_path.resolve().parent)
     text = render_report(summaries, {**asdict(sizes), "seeds": max(len(r) for r in results.values())}, threshold,
-                         command, plot_ref, notes.group(0) if notes else None)
+                         command, plot_ref, notes.group(0) if notes else None, failed or [])
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(text)
     print(text)
@@ -516,12 +530,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     sizes = Sizes(args.prompts, args.n, args.steps, args.test_freq, args.val_size, args.dapo_max_tries)
-    if not args.report_only:
-        run_all(args.presets, args.seeds, sizes, args.out, extra)
-    results = collect(args.presets, args.seeds, sizes, args.out)
+    failed = [] if args.report_only else run_all(args.presets, args.seeds, sizes, args.out, extra)
     command = "python bench/ablation.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_report(results, sizes, args.threshold_gain, command.strip(), args.report, args.plot)
-    return 0
+    try:
+        results = collect(args.presets, args.seeds, sizes, args.out, extra)
+        write_report(results, sizes, args.threshold_gain, command.strip(), args.report, args.plot, failed)
+    except (MissingMetricError, RuntimeError) as error:
+        print(f"ablation: {error}", file=sys.stderr)
+        return 2
+    if failed:
+        print(f"failed runs: {', '.join(failed)} (see their .log beside the run dirs)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -50,8 +50,12 @@ def test_steps_to_threshold():
     assert steps_to_threshold([0, 5, 10], [0.1, 0.2, 0.3], 0.31) is None
 
 
+SIZES = Sizes(prompts=2, n=4, steps=4, test_freq=2, val_size=16)
+
+
 def _write_run(root: Path, preset: str, seed: int, em: list[float], *, weights=None, tries=1, em_key=True):
-    """A synthetic run: validation at 0, 2, 4; training steps 1..4; the metrics.jsonl rows rest writes."""
+    """A synthetic complete run of SIZES: validation at 0, 2, 4; training steps 1..4; the metrics.jsonl rows rest
+    writes and the record the script leaves after a finished run."""
     run = root / preset / f"seed{seed}"
     run.mkdir(parents=True)
     rows = []
@@ -72,6 +76,8 @@ def _write_run(root: Path, preset: str, seed: int, em: list[float], *, weights=N
             row["val/task/reward_mean"] = 1.0
         rows.append(row)
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = ablation.run_overrides(preset, seed, SIZES, ablation.default_config([]), [])
+    (run / ablation.RUN_RECORD).write_text(json.dumps({"overrides": overrides, "wall_s": 60.0 + seed}))
     return run
 
 
@@ -94,11 +100,13 @@ def test_report_from_synthetic_runs(tmp_path):
         _write_run(runs, "rest_entropy", seed, em, weights={"format": 4.8, "name": 0.4, "params": 0.2, "cot": 0.6})
         _write_run(runs, "grpo", seed, [0.1, 0.3, 0.5])
         _write_run(runs, "dapo", seed, [0.1, 0.1, 0.2], tries=2)
-    sizes = Sizes(prompts=2, n=4, steps=4, test_freq=2, val_size=16)
-    results = ablation.collect(["rest_entropy", "grpo", "dapo"], [1, 2, 3], sizes, runs)
+    _write_run(runs, "drgrpo", 1, [0.1, 0.9, 0.9]).joinpath(ablation.RUN_RECORD).unlink()  # unfinished: left out
+    results = ablation.collect(["rest_entropy", "grpo", "dapo", "drgrpo"], [1, 2, 3], SIZES, runs, [])
+    assert sorted(results) == ["dapo", "grpo", "rest_entropy"]
     report, png = tmp_path / "ABLATION.md", tmp_path / "plots" / "ablation.png"
     report.write_text("old\n<!-- begin:notes -->\nhand-written\n<!-- end:notes -->\n")
-    summaries = ablation.write_report(results, sizes, 0.05, "python bench/ablation.py", report, png)
+    summaries = ablation.write_report(results, SIZES, 0.05, "python bench/ablation.py", report, png,
+                                      failed=["drgrpo seed 2"])
     by = {s.preset: s for s in summaries}
     # rest_entropy: end 0.3, 0.3, 0.4 -> mean 0.3333 ; gain the same minus 0.1 ; area (2 x (0.1 + v2) / 2 +
     # 2 x (v2 + v4) / 2) / 4, seed 1: (0.3 + 0.5) / 4 = 0.2
@@ -118,7 +126,8 @@ def test_report_from_synthetic_runs(tmp_path):
     assert ranked == ["grpo", "rest_entropy", "dapo"]
     assert "ResT does not win: its best form, rest_entropy, ranks 2 of 3" in text
     assert "rest_entropy at step 1: most weight on format (4.80" in text and "least on params (0.20" in text
-    assert "0.300 / 0.300 / 0.400" in text  # per-seed final exact match
+    assert "0.300 / 0.300 / 0.400" in text and "61 / 62 / 63" in text  # per-seed final exact match, wall s
+    assert "**Failed runs (left out):** drgrpo seed 2." in text
     assert "95% Student-t interval over 3 seeds" in text and "+100%" in text
     assert "hand-written" in text and "old\n" not in text  # the notes block survives, the rest is re-rendered
     assert "](plots/ablation.png)" in text
@@ -138,6 +147,7 @@ def test_run_overrides_same_budget_for_every_preset_and_resume_check(tmp_path):
     assert "algorithm.dynamic_sampling.max_tries=2" in runs["dapo"]
     assert runs["rest_variance_bound"][:2] == ["algorithm=rest", "algorithm.region_weights.mode=variance_bound"]
     run = _write_run(tmp_path, "grpo", 7, [0.1, 0.2, 0.3])
+    (run / ablation.RUN_RECORD).unlink()
     assert not run_is_complete(run, grpo, 4)  # no record: never finished under this script
     (run / ablation.RUN_RECORD).write_text(json.dumps({"overrides": grpo, "wall_s": 1.0}))
     assert run_is_complete(run, grpo, 4)
