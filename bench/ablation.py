@@ -239,11 +239,11 @@ def interpretation(ranked: list[PresetSummary]) -> str:
         top_rest = rest[0]
         if top_rest is best:
             runner = ranked[1] if len(ranked) > 1 else None
-            overlap = runner is not None and runner.end.high >= best.end.low
-            lines.append(f"A ResT form ({best.preset}) ranks first" + (
-                f"; its 95% interval overlaps {runner.preset}'s, so the lead is not significant at this size."
-                if overlap else "." if runner is None or math.isnan(best.end.low) else
-                f", and its 95% interval lies above {runner.preset}'s."))
+            text = f"A ResT form ({best.preset}) ranks first"
+            if runner is not None and not math.isnan(best.end.low):
+                text += (f"; its 95% interval overlaps {runner.preset}'s: this size does not separate them"
+                         if runner.end.high >= best.end.low else f"; its 95% interval lies above {runner.preset}'s")
+            lines.append(text + ".")
         else:
             overlap = not math.isnan(best.end.low) and top_rest.end.high >= best.end.low
             lines.append(f"ResT does not win: its best form, {top_rest.preset}, ranks "

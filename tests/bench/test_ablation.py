@@ -134,6 +134,23 @@ def test_report_from_synthetic_runs(tmp_path):
     assert png.stat().st_size > 10_000
 
 
+def _summary(preset: str, ends: list[float]) -> ablation.PresetSummary:
+    end, flat = t_interval(ends), t_interval([0.1] * len(ends))
+    nan = {g: float("nan") for g in ablation.REGIONS}
+    return ablation.PresetSummary(preset, [1, 2, 3], flat, end, end, end, [None] * 3, flat, 0.0, flat, flat, {},
+                                  nan, nan, nan, nan, [0], [end])
+
+
+def test_reading_when_rest_ranks_first():
+    apart = ablation.interpretation(ablation.ranking([_summary("grpo", [0.2, 0.3, 0.25]),
+                                                      _summary("rest_variance_bound", [0.5, 0.6, 0.55])]))
+    assert "1. rest_variance_bound 0.550, 2. grpo 0.250" in apart
+    assert "ranks first; its 95% interval lies above grpo's" in apart
+    close = ablation.interpretation(ablation.ranking([_summary("grpo", [0.2, 0.6, 0.45]),
+                                                      _summary("rest_entropy", [0.5, 0.6, 0.55])]))
+    assert "overlaps grpo's: this size does not separate them" in close
+
+
 def test_run_overrides_same_budget_for_every_preset_and_resume_check(tmp_path):
     sizes = Sizes(prompts=2, n=4, steps=3, test_freq=1, val_size=16, dapo_max_tries=2)
     defaults = ablation.Defaults(embedded=True, num_workers=2, micro_batch=8)
