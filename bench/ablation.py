@@ -19,8 +19,14 @@ entropies; a ranking) and bench/plots/ablation.png. With 3 seeds the 95% interva
 seeds (t_{0.975, n-1} s / sqrt(n)); the per-seed values are printed beside them. A hand-written block between
 `<!-- begin:notes -->` and `<!-- end:notes -->` in ABLATION.md survives a re-render.
 
-Usage: python bench/ablation.py [--presets ...] [--seeds 1 2 3] [--prompts 8] [--n 8] [--steps 15]
-           [--test-freq 5] [--val-size 256] [--report-only] [--quick] [extra hydra overrides after --]
+Sizing (2 cores, nothing else running): a run is a fresh Ray cluster, vLLM engine and FSDP ranks (about a
+minute to start) plus its steps; bench/RESULTS.md's scaling measured 5.6 s per ResT step at 32 sequences and
+10.3 s at 64, and greedy validation of 256 short answers takes seconds. The defaults (P 4 x n 8 = 32 sequences,
+16 steps, validation at 0, 4, 8, 12, 16) are sized for about 2.5 min a run, 6 presets x 3 seeds in about 45 min;
+DAPO's retries (at most --dapo-max-tries batches a step) make its runs longer.
+
+Usage: python bench/ablation.py [--presets ...] [--seeds 1 2 3] [--prompts 4] [--n 8] [--steps 16]
+           [--test-freq 4] [--val-size 256] [--report-only] [--quick] [extra hydra overrides after --]
 --quick: one preset, one seed, one step, 16 validation items; writes under bench/out/ (not the quoted report).
 """
 
@@ -373,12 +379,12 @@ def plot(summaries: list[PresetSummary], path: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- running
 @dataclass
 class Sizes:
-    prompts: int = 8
+    prompts: int = 4
     n: int = 8
-    steps: int = 15
-    test_freq: int = 5
+    steps: int = 16
+    test_freq: int = 4
     val_size: int = 256
-    dapo_max_tries: int = 4
+    dapo_max_tries: int = 3
 
 
 @dataclass
