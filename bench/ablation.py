@@ -19,13 +19,15 @@ entropies; a ranking) and bench/plots/ablation.png. With 3 seeds the 95% interva
 seeds (t_{0.975, n-1} s / sqrt(n)); the per-seed values are printed beside them. A hand-written block between
 `<!-- begin:notes -->` and `<!-- end:notes -->` in ABLATION.md survives a re-render.
 
-Sizing (2 cores, nothing else running): a run is a fresh Ray cluster, vLLM engine and FSDP ranks (about a
-minute to start) plus its steps; bench/RESULTS.md's scaling measured 5.6 s per ResT step at 32 sequences and
-10.3 s at 64, and greedy validation of 256 short answers takes seconds. The defaults (P 4 x n 8 = 32 sequences,
-16 steps, validation at 0, 4, 8, 12, 16) are sized for about 2.5 min a run, 6 presets x 3 seeds in about 45 min;
-DAPO's retries (at most --dapo-max-tries batches a step) make its runs longer.
+Sizing (2 cores): a run is a fresh Ray cluster, vLLM engine and FSDP ranks plus its steps. Measured here (a
+shared machine) at P 4 x n 8 = 32 sequences, 4 steps, validation of 256 items at 0 and 4: GRPO 80 s a run at
+6.1 s a step, DAPO 86 s at 6.8 s (one batch a step: no group had all-equal rewards); so about 55 s of start-up
+and validation. bench/RESULTS.md's scaling has 5.6 s per ResT step at 32 sequences (the entropy forms add the
+old-policy forward, ~1 s). The defaults (12 steps, validation at 0, 4, 8, 12) give about 2.5 min a run,
+6 presets x 3 seeds in about 45 min; DAPO's retries (at most --dapo-max-tries batches a step) can lengthen its
+runs.
 
-Usage: python bench/ablation.py [--presets ...] [--seeds 1 2 3] [--prompts 4] [--n 8] [--steps 16]
+Usage: python bench/ablation.py [--presets ...] [--seeds 1 2 3] [--prompts 4] [--n 8] [--steps 12]
            [--test-freq 4] [--val-size 256] [--report-only] [--quick] [extra hydra overrides after --]
 --quick: one preset, one seed, one step, 16 validation items; writes under bench/out/ (not the quoted report).
 """
@@ -368,7 +370,10 @@ def plot(summaries: list[PresetSummary], path: Path) -> Path:
     ax_w.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax_w.set_ylabel("mean token weight at step 1")
     ax_w.set_title("region weights at step 1 (1 = unweighted)")
-    ax_w.legend(fontsize=8)
+    if weighted:
+        ax_w.legend(fontsize=8)
+    else:
+        ax_w.text(0.5, 0.5, "no weighted preset", ha="center", transform=ax_w.transAxes)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -381,7 +386,7 @@ def plot(summaries: list[PresetSummary], path: Path) -> Path:
 class Sizes:
     prompts: int = 4
     n: int = 8
-    steps: int = 16
+    steps: int = 12
     test_freq: int = 4
     val_size: int = 256
     dapo_max_tries: int = 3
