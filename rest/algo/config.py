@@ -47,17 +47,21 @@ class CurriculumConfig:
 
 @dataclass
 class RegionWeightConfig:
-    """mode: none (all ones), static (official code's constants + step ramp), entropy (poster: c_r(nu) / H_r)."""
+    """mode: a weight form of rest.algo.region_weights.WEIGHT_FORMS: none (unweighted), static (official code's
+    constants + step ramp), entropy (poster: c_r(nu) / Hbar_r), variance_bound (poster's Theorem 2:
+    c_r(nu) / beta_r, beta_r = region mean of 1 - exp(-H_t))."""
 
     mode: str = "none"
     min_weight: float = 0.001  # clamp before the per-sequence mean-1 normalisation (official: [0.001, 8])
     max_weight: float = 8.0
-    entropy_floor: float = 0.01  # H_r is floored here so near-deterministic regions get a finite weight
+    entropy_floor: float = 0.01  # H_r (beta_r at this H) is floored so near-deterministic regions get a finite weight
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     def validate(self, prefix: str = "algorithm.region_weights") -> None:
-        if self.mode not in ("none", "static", "entropy"):
-            raise ValueError(f"{prefix}.mode must be one of none|static|entropy, got {self.mode!r}")
+        from rest.algo.region_weights import WEIGHT_FORMS
+
+        if self.mode not in WEIGHT_FORMS:
+            raise ValueError(f"{prefix}.mode must be one of {'|'.join(WEIGHT_FORMS.names())}, got {self.mode!r}")
         if not 0.0 < self.min_weight <= self.max_weight:
             raise ValueError(f"{prefix}.min_weight must be in (0, max_weight]")
         if self.entropy_floor <= 0.0:
@@ -154,7 +158,7 @@ class AlgorithmConfig:
         if self.kl_coef < 0.0:
             raise ValueError(f"{prefix}.kl_coef must be >= 0")
         if self.loss_agg_mode == "weighted-token-mean" and self.region_weights.mode == "none":
-            raise ValueError(f"{prefix}.loss_agg_mode weighted-token-mean needs region_weights.mode static|entropy")
+            raise ValueError(f"{prefix}.loss_agg_mode weighted-token-mean needs a region_weights.mode other than none")
         self.region_weights.validate(prefix + ".region_weights")
         self.reward.validate(prefix + ".reward")
         self.dynamic_sampling.validate(prefix + ".dynamic_sampling")

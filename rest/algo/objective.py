@@ -1,6 +1,7 @@
 """The facade the driver calls: ResT / GRPO / Dr.GRPO / DAPO objective from config, pure tensors.
 
-One batch, [B, T] tensors over response tokens:
+One batch, [B, T] tensors over response tokens (H_old, the old policy's entropy, is needed before the update iff
+needs_old_entropy(cfg.region_weights.mode); otherwise pass it when computed anyway, for the metrics):
     A = compute_advantages(R, group_ids, mask, cfg)               # per-token advantage
     w, m = compute_token_weights(regions, mask, H_old, nu, s, cfg)   # region weights (None for baselines)
     D = loss_denominator(mask, w, cfg)                            # all-reduce across micro-batches/ranks
@@ -14,12 +15,13 @@ import torch
 from rest.algo.advantages import ADV_ESTIMATORS
 from rest.algo.config import REGION_NAMES, AlgorithmConfig
 from rest.algo.losses import POLICY_LOSSES, aggregate, aggregation_denominator, k3_kl, masked_mean
-from rest.algo.region_weights import compute_region_weights
+from rest.algo.region_weights import compute_region_weights, needs_old_entropy
 from rest.algo import shaping
 
 __all__ = [
     "compute_advantages",
     "compute_token_weights",
+    "needs_old_entropy",
     "policy_loss",
     "loss_denominator",
     "dynamic_sampling_keep",
@@ -45,8 +47,8 @@ def compute_token_weights(
 ) -> tuple[torch.Tensor | None, dict[str, float]]:
     """-> (weights [B, T] or None for region_weights.mode none, metrics). Call on the whole rollout batch.
 
-    Metrics per region r over valid tokens: rest/entropy/r (mean old entropy, when given), rest/weight/r
-    (mean weight; 1 when unweighted), rest/share/r (token share). Absent regions report 0.
+    Metrics per region r over valid tokens, for every mode: rest/entropy/r (mean old entropy, when given),
+    rest/weight/r (mean weight; 1 when unweighted), rest/share/r (token share). Absent regions report 0.
     """
     weights = compute_region_weights(regions, response_mask, old_entropy, progress, step, cfg.region_weights)
     valid = response_mask > 0

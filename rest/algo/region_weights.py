@@ -1,24 +1,63 @@
 """Token weights w_t from region labels (ResT's entropy-aware reshaping of the token-level gradient).
 
-Region ids are `rest.tooluse.regions.Region` values: OTHER=0, FORMAT=1, NAME=2, PARAMS=3, COT=4.
+Region ids are `rest.tooluse.regions.Region` values: OTHER=0, FORMAT=1, NAME=2, PARAMS=3, COT=4. The weight
+forms, chosen by `algorithm.region_weights.mode` (registered in WEIGHT_FORMS):
 
+none: no weights (plain baselines; the loss is unweighted).
 static (official code), at training step s:
     w = 1.0 (format), 1.2 (name), min(0.6 + 0.002 s, 1.2) (params), min(0.6 + 0.002 s, 1.0) (cot), 0 (other).
-entropy (poster), at training progress nu in [0, 1]:
-    w_r = c_r(nu) / max(Hbar_r, h_floor)        Hbar_r = mean old-policy entropy of region r over the batch
-    then divided by the batch's token mean of w, so the clamps below act on ratios to an average token.
-    `entropy_region_weights` must see the whole rollout batch, so w does not depend on micro-batching.
-Both then: per sequence, over valid tokens with w > 0: clamp to [min_weight, max_weight], divide by their
-mean (mean weight 1). Tokens with w = 0 (padding; 'other' in static mode) drop out of a weighted loss.
+entropy (poster's plain reading, "inverse to entropy"), at training progress nu in [0, 1]:
+    w_r = c_r(nu) / max(Hbar_r, h_floor)            Hbar_r = mean old-policy entropy over region r's tokens
+variance_bound (poster's Lemma 2 / Theorem 2: w_t* proportional to 1 / beta_t, beta_t = E||grad log pi||^2
+    (1 - exp(-H_t)), the gradient-norm factor taken as constant):
+    w_r = c_r(nu) / max(beta_r, 1 - exp(-h_floor))  beta_r = mean over region r's tokens of (1 - exp(-H_t))
+    One constant weight per region minimising sum_t w_r^2 beta_t at a fixed total weight sum_r n_r w_r is
+    w_r proportional to n_r / sum_{t in r} beta_t = 1 / beta_r, so beta_r is the mean of the per-token bound.
+The entropy-based forms are then divided by the batch's token mean of w, so the clamps below act on ratios to
+an average token; they must see the whole rollout batch, so w does not depend on micro-batching.
+All but none then: per sequence, over valid tokens with w > 0: clamp to [min_weight, max_weight], divide by
+their mean (mean weight 1). Tokens with w = 0 (padding; 'other' in static mode) drop out of a weighted loss.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 import torch
 
 from rest.algo.config import REGION_NAMES, CurriculumConfig, RegionWeightConfig
+from rest.registry import Registry
 
 OTHER, FORMAT, NAME, PARAMS, COT = range(5)
+
+# fn(regions [B, T], mask [B, T], old_entropy [B, T] or None, progress nu, step s, cfg) -> w [B, T] or None
+WeightFn = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor], float, int, RegionWeightConfig],
+                    Optional[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class WeightForm:
+    fn: WeightFn
+    needs_old_entropy: bool  # the old policy's per-token entropy must be computed before the update
+
+
+WEIGHT_FORMS: Registry[WeightForm] = Registry("region weight form (algorithm.region_weights.mode)")
+
+
+def register_weight_form(name: str, needs_old_entropy: bool) -> Callable[[WeightFn], WeightFn]:
+    def decorator(fn: WeightFn) -> WeightFn:
+        WEIGHT_FORMS.register(name)(WeightForm(fn, needs_old_entropy))
+        return fn
+
+    return decorator
+
+
+def needs_old_entropy(mode: str) -> bool:
+    """Whether region_weights.mode `mode` reads the old policy's entropy (so the old-policy forward must run
+    before the update and cannot be fused into it)."""
+    return WEIGHT_FORMS.get(mode).needs_old_entropy
 
 
 def interpolate_knots(knots: list[list[float]], nu: float) -> float:
@@ -56,31 +95,50 @@ def normalise_per_sequence(
     return torch.where(active, w / mean.clamp_min(1e-12), torch.zeros_like(w))
 
 
-def static_region_weights(regions: torch.Tensor, mask: torch.Tensor, step: int, cfg: RegionWeightConfig) -> torch.Tensor:
-    raw = static_region_values(step).to(mask.device)[regions.long()]
-    return normalise_per_sequence(raw, mask, cfg.min_weight, cfg.max_weight)
-
-
-def region_mean_entropy(regions: torch.Tensor, mask: torch.Tensor, entropy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Hbar_r [5], token count_r [5]) over valid tokens; Hbar_r = 0 for an absent region."""
+def region_mean(regions: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean of `values` per region [5], token count per region [5]) over valid tokens; 0 for an absent region."""
     valid = mask > 0
     ids = regions.long()[valid]
-    ent = entropy.detach().float()[valid]
-    count = torch.zeros(len(REGION_NAMES), device=ent.device).index_add_(0, ids, torch.ones_like(ent))
-    total = torch.zeros(len(REGION_NAMES), device=ent.device).index_add_(0, ids, ent)
+    v = values.detach().float()[valid]
+    count = torch.zeros(len(REGION_NAMES), device=v.device).index_add_(0, ids, torch.ones_like(v))
+    total = torch.zeros(len(REGION_NAMES), device=v.device).index_add_(0, ids, v)
     return total / count.clamp_min(1.0), count
 
 
-def entropy_region_weights(
-    regions: torch.Tensor, mask: torch.Tensor, old_entropy: torch.Tensor, progress: float, cfg: RegionWeightConfig
+def inverse_region_weights(
+    regions: torch.Tensor, mask: torch.Tensor, per_region_cost: torch.Tensor, progress: float, cfg: RegionWeightConfig
 ) -> torch.Tensor:
-    hbar, _ = region_mean_entropy(regions, mask, old_entropy)
-    per_region = curriculum_factors(cfg.curriculum, progress).to(hbar.device) / hbar.clamp_min(cfg.entropy_floor)  # c_r / H_r
+    """w_t = c_r(nu) / cost_r for t in region r, over the batch's token mean of w, then per-sequence mean 1."""
+    per_region = curriculum_factors(cfg.curriculum, progress).to(per_region_cost.device) / per_region_cost
     raw = per_region[regions.long()]
     m = mask.float()
     batch_mean = (raw * m).sum() / m.sum().clamp_min(1.0)
     raw = raw / batch_mean.clamp_min(1e-12)
     return normalise_per_sequence(raw, mask, cfg.min_weight, cfg.max_weight)
+
+
+@register_weight_form("none", needs_old_entropy=False)
+def no_region_weights(regions, mask, old_entropy, progress, step, cfg) -> None:
+    return None
+
+
+@register_weight_form("static", needs_old_entropy=False)
+def static_region_weights(regions, mask, old_entropy, progress, step, cfg) -> torch.Tensor:
+    raw = static_region_values(step).to(mask.device)[regions.long()]
+    return normalise_per_sequence(raw, mask, cfg.min_weight, cfg.max_weight)
+
+
+@register_weight_form("entropy", needs_old_entropy=True)
+def entropy_region_weights(regions, mask, old_entropy, progress, step, cfg) -> torch.Tensor:
+    hbar, _ = region_mean(regions, mask, old_entropy)
+    return inverse_region_weights(regions, mask, hbar.clamp_min(cfg.entropy_floor), progress, cfg)  # c_r / H_r
+
+
+@register_weight_form("variance_bound", needs_old_entropy=True)
+def variance_bound_region_weights(regions, mask, old_entropy, progress, step, cfg) -> torch.Tensor:
+    beta, _ = region_mean(regions, mask, -torch.expm1(-old_entropy.detach().float()))  # beta_t = 1 - exp(-H_t)
+    floor = -math.expm1(-cfg.entropy_floor)  # the bound at H = h_floor
+    return inverse_region_weights(regions, mask, beta.clamp_min(floor), progress, cfg)  # c_r / beta_r
 
 
 def compute_region_weights(
@@ -91,13 +149,8 @@ def compute_region_weights(
     step: int,
     cfg: RegionWeightConfig,
 ) -> torch.Tensor | None:
-    """[B, T] weights for cfg.mode static|entropy; None for mode none (plain baselines)."""
-    if cfg.mode == "none":
-        return None
-    if cfg.mode == "static":
-        return static_region_weights(regions, mask, step, cfg)
-    if cfg.mode == "entropy":
-        if old_entropy is None:
-            raise ValueError("region_weights.mode=entropy needs the old policy's per-token entropy")
-        return entropy_region_weights(regions, mask, old_entropy, progress, cfg)
-    raise ValueError(f"unknown region_weights.mode {cfg.mode!r}")
+    """[B, T] weights for cfg.mode (a name in WEIGHT_FORMS); None for mode none (plain baselines)."""
+    form = WEIGHT_FORMS.get(cfg.mode)
+    if form.needs_old_entropy and old_entropy is None:
+        raise ValueError(f"region_weights.mode={cfg.mode} needs the old policy's per-token entropy")
+    return form.fn(regions, mask, old_entropy, progress, step, cfg)

@@ -49,7 +49,7 @@ def fuses_old_log_prob(cfg: RestConfig) -> bool:
     and nothing computed before the update needs the old entropy (entropy-dependent region weights)."""
     return (cfg.actor.old_log_prob == "auto" and cfg.actor.ppo_epochs == 1
             and cfg.actor.ppo_mini_batch_size == cfg.data.train_batch_size
-            and cfg.algorithm.region_weights.mode != "entropy")
+            and not objective.needs_old_entropy(cfg.algorithm.region_weights.mode))
 
 
 class Trainer:

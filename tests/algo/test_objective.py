@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from rest.algo.objective import (
     compute_token_weights,
     dynamic_sampling_keep,
     loss_denominator,
+    needs_old_entropy,
     overlong_penalty,
     policy_loss,
 )
@@ -35,6 +37,28 @@ def test_token_weights_metrics():
     assert m["rest/weight/name"] == pytest.approx(1.2 / 1.1)
     w, m = compute_token_weights(regions, mask, None, 0.5, 0, AlgorithmConfig())
     assert w is None and m["rest/weight/format"] == 1.0 and "rest/entropy/format" not in m
+
+
+def test_token_weights_metrics_variance_bound_and_unweighted_with_entropy():
+    regions = torch.tensor([[1, 3, 3, 0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    ent = torch.tensor([[0.05, 1.0, 1.0, 9.0]])
+    flat = [[0.0, 1.0]]
+    rw = RegionWeightConfig(mode="variance_bound")
+    rw.curriculum.format = rw.curriculum.params = flat
+    cfg = AlgorithmConfig(region_weights=rw, loss_agg_mode="weighted-token-mean")
+    w, m = compute_token_weights(regions, mask, ent, 0.5, 0, cfg)
+    # beta: format 1 - e^-0.05 = 0.0487706, params 1 - e^-1 = 0.6321206 -> raw 20.504166, 1.581977, 1.581977
+    # mean 7.889373 -> 2.598960, 0.200520, 0.200520 ; padding 0
+    assert w[0].tolist() == pytest.approx([2.598960, 0.200520, 0.200520, 0.0], rel=1e-5)
+    assert m["rest/weight/format"] == pytest.approx(2.598960, rel=1e-5)
+    assert m["rest/weight/params"] == pytest.approx(0.200520, rel=1e-5)
+    assert m["rest/entropy/params"] == pytest.approx(1.0) and m["rest/entropy/format"] == pytest.approx(0.05)
+    assert m["rest/weight/cot"] == 0.0 and m["rest/share/params"] == pytest.approx(2 / 3)
+    # a baseline given the entropy (old log-prob not fused) still reports it per region, with weight 1
+    w, m = compute_token_weights(regions, mask, ent, 0.5, 0, AlgorithmConfig())
+    assert w is None and m["rest/weight/params"] == 1.0 and m["rest/entropy/params"] == pytest.approx(1.0)
+    assert needs_old_entropy("variance_bound") and not needs_old_entropy("none")
 
 
 def test_policy_loss_weighted_and_denominator():
@@ -92,8 +116,13 @@ def test_config_is_an_omegaconf_structured_config_and_validates():
     with pytest.raises(ValueError, match="algorithm.clip_low"):
         bad.validate()
     bad = AlgorithmConfig(region_weights=RegionWeightConfig(mode="dynamic"))
-    with pytest.raises(ValueError, match="algorithm.region_weights.mode"):
+    modes = "region_weights.mode must be one of entropy|none|static|variance_bound"
+    with pytest.raises(ValueError, match=re.escape(modes)):
         bad.validate()
+    weighted = RegionWeightConfig(mode="variance_bound")
+    AlgorithmConfig(loss_agg_mode="weighted-token-mean", region_weights=weighted).validate()
+    with pytest.raises(ValueError, match="weighted-token-mean needs a region_weights.mode other than none"):
+        AlgorithmConfig(loss_agg_mode="weighted-token-mean").validate()
     bad = AlgorithmConfig()
     bad.region_weights.curriculum.cot = [[0.5, 1.0], [0.2, 1.0]]
     with pytest.raises(ValueError, match="curriculum.cot"):

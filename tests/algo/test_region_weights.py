@@ -8,9 +8,11 @@ from rest.algo.region_weights import (
     NAME,
     OTHER,
     PARAMS,
+    WEIGHT_FORMS,
     compute_region_weights,
     curriculum_factors,
     interpolate_knots,
+    needs_old_entropy,
 )
 from rest.tooluse.regions import Region
 
@@ -73,10 +75,54 @@ def test_entropy_weights_floor_clamp_and_curriculum():
     assert w[0].tolist() == pytest.approx([2 * a / (a + b), 2 * b / (a + b)], rel=1e-5)
 
 
-def test_entropy_mode_needs_entropy_and_none_mode():
-    with pytest.raises(ValueError):
-        compute_region_weights(ROW, FULL, None, 0.0, 0, RegionWeightConfig(mode="entropy"))
-    assert compute_region_weights(ROW, FULL, None, 0.0, 0, RegionWeightConfig(mode="none")) is None
+def test_variance_bound_weights_inverse_to_mean_bound():
+    # same batch as the entropy test: beta_r = mean over r's tokens of 1 - exp(-H_t)
+    regions = torch.tensor([[FORMAT, COT, COT, NAME]])
+    entropy = torch.tensor([[0.05, 2.0, 1.0, 0.5]])
+    cfg = RegionWeightConfig(mode="variance_bound", curriculum=_flat_curriculum())
+    w = compute_region_weights(regions, torch.ones(1, 4), entropy, 0.5, 0, cfg)
+    # beta: format 1 - e^-0.05 = 0.0487706, cot (0.8646647 + 0.6321206) / 2 = 0.7483926, name 1 - e^-0.5 = 0.3934693
+    # raw 1/beta = 20.504166, 1.336197, 1.336197, 2.541494 ; mean 6.429514 (one row: batch mean = row mean)
+    assert w[0].tolist() == pytest.approx([3.1890696, 0.2078224, 0.2078224, 0.3952856], rel=1e-5)
+    # against 1/H: [3.4286, 0.1143, 0.1143, 0.3429]; the bound saturates at high entropy, so CoT loses less
+    entropy_w = compute_region_weights(regions, torch.ones(1, 4), entropy, 0.5, 0, RegionWeightConfig(
+        mode="entropy", curriculum=_flat_curriculum()))
+    assert w[0, 1] > entropy_w[0, 1] and w[0, 0] < entropy_w[0, 0]
+
+
+def test_variance_bound_floor_curriculum_batch_mean_and_clamp():
+    one = [[0.0, 1.0]]
+    cur = CurriculumConfig(format=one, name=one, params=[[0.0, 2.0]], cot=one, other=one)
+    cfg = RegionWeightConfig(mode="variance_bound", curriculum=cur, entropy_floor=0.01, min_weight=0.001,
+                             max_weight=2.0)
+    regions = torch.tensor([[FORMAT, PARAMS], [PARAMS, PARAMS]])
+    entropy = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    w = compute_region_weights(regions, torch.ones(2, 2), entropy, 0.0, 0, cfg)
+    # beta_format = 0 -> floor 1 - e^-0.01 = 0.00995017 ; beta_params = 1 - e^-1 = 0.6321206
+    # raw c/beta: format 100.50083, params 2 / 0.6321206 = 3.163953 ; batch token mean (100.50083 + 3 x 3.163953) / 4
+    # = 27.498173 -> format 3.654819 (clamped to max 2), params 0.1150605
+    # row 0: [2, 0.1150605] / mean 1.0575302 ; row 1: all params -> [1, 1]
+    assert w[0].tolist() == pytest.approx([1.8911989, 0.1088011], rel=1e-5)
+    assert w[1].tolist() == pytest.approx([1.0, 1.0], rel=1e-6)
+
+
+def test_weight_forms_registered_and_which_need_the_old_entropy():
+    assert WEIGHT_FORMS.names() == ["entropy", "none", "static", "variance_bound"]
+    assert {m: needs_old_entropy(m) for m in WEIGHT_FORMS.names()} == {
+        "entropy": True, "none": False, "static": False, "variance_bound": True}
+    with pytest.raises(KeyError, match="dynamic"):
+        needs_old_entropy("dynamic")
+
+
+@pytest.mark.parametrize("mode", ["entropy", "variance_bound"])
+def test_entropy_forms_need_entropy(mode):
+    with pytest.raises(ValueError, match=f"region_weights.mode={mode} needs the old policy's per-token entropy"):
+        compute_region_weights(ROW, FULL, None, 0.0, 0, RegionWeightConfig(mode=mode))
+
+
+def test_none_mode_gives_no_weights():
+    entropy = torch.full((1, 5), 0.5)
+    assert compute_region_weights(ROW, FULL, entropy, 0.0, 0, RegionWeightConfig(mode="none")) is None
 
 
 def test_curriculum_interpolation_hand_computed():

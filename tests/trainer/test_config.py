@@ -93,6 +93,7 @@ def test_old_log_prob_forward_is_fused_only_for_an_exactly_on_policy_update():
     assert not fused("algorithm=grpo")  # two mini-batches: the second is scored after an optimizer step
     assert not fused("algorithm=grpo", "actor.ppo_mini_batch_size=4", "actor.ppo_epochs=2")
     assert not fused("algorithm=rest", "actor.ppo_mini_batch_size=4")  # entropy weights need the old entropy
+    assert not fused("algorithm=rest", "algorithm.region_weights.mode=variance_bound", "actor.ppo_mini_batch_size=4")
     assert not fused("algorithm=grpo", "actor.ppo_mini_batch_size=4", "actor.old_log_prob=recompute")
 
 
