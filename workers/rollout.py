@@ -8,6 +8,7 @@ derived from (run seed, step, prompt, sample), so a resumed run draws exactly wh
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,42 @@ def sample_seed(run_seed: int, step: int, prompt_index: int, sample_index: int) 
     return value % (2**31 - 1)
 
 
+PROMPT_OVERFLOW = "prompt_overflow"  # finish_reason of a prompt left out: it does not fit the engine's context
+
+
+def engine_process(cfg: RestConfig) -> str:
+    """`inline` or `separate` (rollout.engine_process, with auto resolved by the device)."""
+    mode = cfg.rollout.engine_process
+    if mode == "auto":
+        return "separate" if cfg.trainer.device == "cuda" else "inline"
+    return mode
+
+
+def max_model_len(cfg: RestConfig) -> int:
+    """The engine's context: the longest prompt plus the longest response of training and validation."""
+    prompt = max(cfg.data.max_prompt_length, cfg.validation.max_prompt_length or 0)
+    response = max(cfg.data.max_response_length, cfg.validation.max_response_length or 0)
+    return prompt + response
+
+
+def executor_backend(cfg: RestConfig) -> str | None:
+    """vLLM's executor for one engine. Tensor parallel > 1: `mp`, TP worker processes spawned by the rollout
+    actor on its own node. Left unset, vLLM picks its Ray executor because the actor runs inside a placement
+    group, and that executor wants one bundle per GPU (it rejects our one {'GPU': TP} bundle; on CPU it is
+    not supported at all). With `mp` the Ray actor holds all TP GPUs of the engine (one bundle of TP GPUs,
+    booked by rest.trainer.cluster), Ray sets CUDA_VISIBLE_DEVICES to them, and vLLM's worker processes
+    inherit it: each TP rank gets one of the actor's GPUs, and a bundle never spans nodes. TP 1: vLLM's
+    default (in the engine process itself)."""
+    return "mp" if cfg.rollout.tensor_parallel_size > 1 else None
+
+
+def split_overflow(prompts: list[list[int]], max_tokens: int, context: int) -> list[bool]:
+    """Whether each prompt fits: its tokens plus the full response budget within the engine's context. A
+    prompt that does not is left out of the engine call (vLLM would fail the whole batch) and answered with
+    an empty PROMPT_OVERFLOW sample."""
+    return [len(prompt) + max_tokens <= context for prompt in prompts]
+
+
 def rollout_threads(cfg: RestConfig) -> int:
     if cfg.rollout.num_threads > 0:
         return cfg.rollout.num_threads
@@ -46,12 +83,18 @@ class RolloutWorker:
         torch.set_num_threads(rollout_threads(cfg))
         self.cfg = cfg
         self.rank = rank
+        self.context = max_model_len(cfg)
         self.engine = ROLLOUT_BACKENDS.get(cfg.rollout.backend)(cfg, model_path)
 
     @register(Dispatch.DP_COMPUTE)
     def generate(self, prompts: list[list[int]], seeds: list[list[int]], max_tokens: int,
                  greedy: bool = False) -> list[list[Sample]]:
-        return self.engine.generate(prompts, seeds, max_tokens, greedy)
+        fits = split_overflow(prompts, max_tokens, self.context)
+        kept = [i for i, ok in enumerate(fits) if ok]
+        answers = iter(self.engine.generate([prompts[i] for i in kept], [seeds[i] for i in kept], max_tokens,
+                                            greedy) if kept else [])
+        return [next(answers) if ok else [Sample([], [], PROMPT_OVERFLOW) for _ in group_seeds]
+                for ok, group_seeds in zip(fits, seeds)]
 
     @register(Dispatch.ONE_TO_ALL)
     def load_weights(self, exports: list) -> None:
@@ -67,20 +110,25 @@ class VLLMEngine:
     def __init__(self, cfg: RestConfig, model_path: str):
         rollout = cfg.rollout
         on_cpu = cfg.trainer.device == "cpu"
+        # read by vLLM when the engine is built: the config decides, not whatever the environment held
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine_process(cfg) == "separate" else "0"
         if on_cpu:
-            # The in-process engine starts in ~8 s instead of ~30 s and runs twice as fast on few cores; it
-            # also takes weights as tensors (multiprocess RPC would turn them into lists).
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
         from vllm import LLM
 
-        max_model_len = cfg.data.max_prompt_length + cfg.data.max_response_length
+        context = max_model_len(cfg)
+        # Weights reach an engine whose model runs in other processes (its own engine process, or TP worker
+        # processes) as files: RPC arguments cannot carry the object store's zero-copy views ("cannot pickle
+        # memoryview objects"), and tensors in them arrive as lists. In-process they go as tensors.
+        self.sync_dir = (os.path.join(rollout.weight_sync_dir, f"rest-weights-{os.getpid()}")
+                         if engine_process(cfg) == "separate" or rollout.tensor_parallel_size > 1 else None)
         self.llm = LLM(
             model=model_path,
             dtype=rollout.dtype,
             enforce_eager=rollout.enforce_eager,
-            max_model_len=max_model_len,
+            max_model_len=context,
             tensor_parallel_size=rollout.tensor_parallel_size,
+            distributed_executor_backend=executor_backend(cfg),
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             max_num_seqs=rollout.max_num_seqs,
             seed=cfg.trainer.seed,
@@ -90,7 +138,7 @@ class VLLMEngine:
             # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which the CPU
             # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
             enable_chunked_prefill=not on_cpu,
-            max_num_batched_tokens=max(rollout.max_num_batched_tokens, max_model_len),
+            max_num_batched_tokens=max(rollout.max_num_batched_tokens, context),
         )
         self.temperature, self.top_p, self.top_k = rollout.temperature, rollout.top_p, rollout.top_k
 
@@ -116,12 +164,19 @@ class VLLMEngine:
 
     def load_weights(self, weights):
         """`weights`: (name, tensor) pairs. vLLM's layer-wise reload loads them into fresh tensors, re-runs each
-        layer's weight processing (on CPU: repacking for oneDNN) and copies back in place."""
-        # in-process (CPU) the engine consumes them lazily, one assembled tensor at a time; an engine in another
-        # process gets them through RPC serialisation, which needs a list
-        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
-            weights = list(weights)
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        layer's weight processing (on CPU: repacking for oneDNN) and copies back in place. In-process the
+        engine consumes them lazily, one assembled tensor at a time; for an engine in other processes they are
+        written as safetensors shards that every engine worker reads (`weights_path`), then removed."""
+        if self.sync_dir is None:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            return
+        from workers.weight_sync import write_safetensors_shards
+
+        try:
+            write_safetensors_shards(weights, self.sync_dir)
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.sync_dir})
+        finally:
+            shutil.rmtree(self.sync_dir, ignore_errors=True)
 
 
 def group_by_prompt(flat: list[Sample], seeds: list[list[int]]) -> list[list[Sample]]:

@@ -90,6 +90,7 @@ def validate(cfg: RestConfig) -> None:
     _choice(cfg.rollout.backend, "rollout.backend", ("vllm", "hf"))
     _choice(cfg.model.dtype, "model.dtype", ("float32", "bfloat16"))
     _choice(cfg.rollout.dtype, "rollout.dtype", ("float32", "bfloat16", "float16"))
+    _choice(cfg.rollout.engine_process, "rollout.engine_process", ("auto", "inline", "separate"))
     _choice(cfg.actor.mixed_precision, "actor.mixed_precision", ("none", "bf16"))
     _choice(cfg.actor.lr_schedule, "actor.lr_schedule", ("constant", "cosine"))
     _choice(cfg.trainer.wandb_mode, "trainer.wandb_mode", ("offline", "online", "disabled"))
