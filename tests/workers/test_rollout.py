@@ -1,0 +1,51 @@
+"""The rollout worker's pure parts: engine mode, context, executor, and prompts that outgrow the context."""
+
+from rest.config.load import load_config
+from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, engine_process, executor_backend,
+                             max_model_len, split_overflow)
+
+
+def test_engine_process_auto_follows_the_device():
+    assert engine_process(load_config(["+recipe=tiny_cpu"])) == "inline"
+    assert engine_process(load_config(["+recipe=bfcl_qwen3_8b", "trainer.cpus_per_node=32"])) == "separate"
+    assert engine_process(load_config(["+recipe=tiny_cpu", "rollout.engine_process=separate"])) == "separate"
+
+
+def test_tensor_parallel_engines_use_the_mp_executor():
+    assert executor_backend(load_config(["+recipe=tiny_cpu"])) is None
+    assert executor_backend(load_config(["+recipe=tiny_cpu", "rollout.tensor_parallel_size=2"])) == "mp"
+
+
+def test_the_context_fits_the_longest_prompt_and_response_of_training_and_validation():
+    assert max_model_len(load_config(["+recipe=tiny_cpu"])) == 384 + 32
+    cfg = load_config(["+recipe=tiny_cpu", "validation.max_prompt_length=1000", "validation.max_response_length=16"])
+    assert max_model_len(cfg) == 1000 + 32
+
+
+def test_a_prompt_fits_with_its_whole_response_budget():
+    assert split_overflow([[1] * 6, [1] * 7, []], max_tokens=4, context=10) == [True, False, True]
+
+
+class ScriptedEngine:
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, seeds, max_tokens, greedy):
+        self.calls.append(prompts)
+        return [[Sample([len(p)], [0.0], "stop") for _ in s] for p, s in zip(prompts, seeds)]
+
+
+def worker_with(context: int) -> RolloutWorker:
+    worker = RolloutWorker.__new__(RolloutWorker)  # no engine start: the dispatch logic only
+    worker.context, worker.engine = context, ScriptedEngine()
+    return worker
+
+
+def test_overlong_prompts_are_left_out_and_answered_empty_in_place():
+    worker = worker_with(context=8)
+    groups = worker.generate([[1] * 3, [1] * 6, [1] * 2], [[0, 1], [2, 3], [4]], max_tokens=4)
+    assert worker.engine.calls == [[[1] * 3, [1] * 2]]  # the 6-token prompt + 4 > 8 never reaches the engine
+    assert [[s.token_ids for s in g] for g in groups] == [[[3], [3]], [[], []], [[2]]]
+    assert [s.finish_reason for s in groups[1]] == [PROMPT_OVERFLOW] * 2
+    assert worker.generate([[1] * 9], [[0]], max_tokens=1)[0][0].finish_reason == PROMPT_OVERFLOW
+    assert len(worker.engine.calls) == 1  # nothing fits: no engine call at all
