@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rest.config.plan import engine_context, engine_process
 from rest.config.schema import RestConfig
 from rest.registry import Registry
 from workers.dispatch import Dispatch, register
@@ -34,21 +35,6 @@ def sample_seed(run_seed: int, step: int, prompt_index: int, sample_index: int) 
 
 
 PROMPT_OVERFLOW = "prompt_overflow"  # finish_reason of a prompt left out: it does not fit the engine's context
-
-
-def engine_process(cfg: RestConfig) -> str:
-    """`inline` or `separate` (rollout.engine_process, with auto resolved by the device)."""
-    mode = cfg.rollout.engine_process
-    if mode == "auto":
-        return "separate" if cfg.trainer.device == "cuda" else "inline"
-    return mode
-
-
-def max_model_len(cfg: RestConfig) -> int:
-    """The engine's context: the longest prompt plus the longest response of training and validation."""
-    prompt = max(cfg.data.max_prompt_length, cfg.validation.max_prompt_length or 0)
-    response = max(cfg.data.max_response_length, cfg.validation.max_response_length or 0)
-    return prompt + response
 
 
 def executor_backend(cfg: RestConfig) -> str | None:
@@ -83,7 +69,7 @@ class RolloutWorker:
         torch.set_num_threads(rollout_threads(cfg))
         self.cfg = cfg
         self.rank = rank
-        self.context = max_model_len(cfg)
+        self.context = engine_context(cfg)
         self.engine = ROLLOUT_BACKENDS.get(cfg.rollout.backend)(cfg, model_path)
 
     @register(Dispatch.DP_COMPUTE)
@@ -116,7 +102,7 @@ class VLLMEngine:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
         from vllm import LLM
 
-        context = max_model_len(cfg)
+        context = engine_context(cfg)
         # Weights reach an engine whose model runs in other processes (its own engine process, or TP worker
         # processes) as files: RPC arguments cannot carry the object store's zero-copy views ("cannot pickle
         # memoryview objects"), and tensors in them arrive as lists. In-process they go as tensors.
@@ -138,7 +124,9 @@ class VLLMEngine:
             # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which the CPU
             # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
             enable_chunked_prefill=not on_cpu,
-            max_num_batched_tokens=max(rollout.max_num_batched_tokens, context),
+            # whole prompts need a step budget of a whole context; chunked prefill (GPU) does not
+            max_num_batched_tokens=max(rollout.max_num_batched_tokens, context) if on_cpu
+            else rollout.max_num_batched_tokens,
         )
         self.temperature, self.top_p, self.top_k = rollout.temperature, rollout.top_p, rollout.top_k
 

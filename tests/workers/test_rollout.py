@@ -1,8 +1,8 @@
 """The rollout worker's pure parts: engine mode, context, executor, and prompts that outgrow the context."""
 
 from rest.config.load import load_config
-from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, engine_process, executor_backend,
-                             max_model_len, split_overflow)
+from rest.config.plan import engine_context, engine_process
+from workers.rollout import PROMPT_OVERFLOW, RolloutWorker, Sample, executor_backend, split_overflow
 
 
 def test_engine_process_auto_follows_the_device():
@@ -17,9 +17,9 @@ def test_tensor_parallel_engines_use_the_mp_executor():
 
 
 def test_the_context_fits_the_longest_prompt_and_response_of_training_and_validation():
-    assert max_model_len(load_config(["+recipe=tiny_cpu"])) == 384 + 32
+    assert engine_context(load_config(["+recipe=tiny_cpu"])) == 384 + 32
     cfg = load_config(["+recipe=tiny_cpu", "validation.max_prompt_length=1000", "validation.max_response_length=16"])
-    assert max_model_len(cfg) == 1000 + 32
+    assert engine_context(cfg) == 1000 + 32
 
 
 def test_a_prompt_fits_with_its_whole_response_budget():
