@@ -55,6 +55,19 @@ def split_overflow(prompts: list[list[int]], max_tokens: int, context: int) -> l
     return [len(prompt) + max_tokens <= context for prompt in prompts]
 
 
+def check_sync_space(directory: str, model_path: str) -> None:
+    """Fail at start, not at the first sync, when the sync folder cannot hold one copy of the weights (about
+    the size of the model's safetensors files)."""
+    os.makedirs(directory, exist_ok=True)
+    files = os.listdir(model_path) if os.path.isdir(model_path) else []  # a hub id: size unknown here
+    needed = sum(os.path.getsize(os.path.join(model_path, f)) for f in files if f.endswith(".safetensors"))
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise RuntimeError(f"rollout.weight_sync_dir={directory} has {free / 2**30:.1f} GiB free but a weight sync "
+                           f"writes ~{needed / 2**30:.1f} GiB there (the model's size): give /dev/shm more space "
+                           "(docker --shm-size) or point rollout.weight_sync_dir at a larger RAM-backed folder")
+
+
 def rollout_threads(cfg: RestConfig) -> int:
     if cfg.rollout.num_threads > 0:
         return cfg.rollout.num_threads
@@ -108,6 +121,8 @@ class VLLMEngine:
         # memoryview objects"), and tensors in them arrive as lists. In-process they go as tensors.
         self.sync_dir = (os.path.join(rollout.weight_sync_dir, f"rest-weights-{os.getpid()}")
                          if engine_process(cfg) == "separate" or rollout.tensor_parallel_size > 1 else None)
+        if self.sync_dir is not None:
+            check_sync_space(rollout.weight_sync_dir, model_path)
         self.llm = LLM(
             model=model_path,
             dtype=rollout.dtype,

@@ -1,8 +1,14 @@
 """The rollout worker's pure parts: engine mode, context, executor, and prompts that outgrow the context."""
 
+import shutil
+from collections import namedtuple
+
+import pytest
+
 from rest.config.load import load_config
 from rest.config.plan import engine_context, engine_process
-from workers.rollout import PROMPT_OVERFLOW, RolloutWorker, Sample, executor_backend, split_overflow
+from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, check_sync_space, executor_backend,
+                             split_overflow)
 
 
 def test_engine_process_auto_follows_the_device():
@@ -49,3 +55,14 @@ def test_overlong_prompts_are_left_out_and_answered_empty_in_place():
     assert [s.finish_reason for s in groups[1]] == [PROMPT_OVERFLOW] * 2
     assert worker.generate([[1] * 9], [[0]], max_tokens=1)[0][0].finish_reason == PROMPT_OVERFLOW
     assert len(worker.engine.calls) == 1  # nothing fits: no engine call at all
+
+
+def test_a_sync_folder_too_small_for_the_model_fails_at_start(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"0" * 4096)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(8192, 6144, 2048))
+    with pytest.raises(RuntimeError, match="rollout.weight_sync_dir"):
+        check_sync_space(str(tmp_path / "shm"), str(tmp_path / "model"))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(8192, 0, 8192))
+    check_sync_space(str(tmp_path / "shm"), str(tmp_path / "model"))
