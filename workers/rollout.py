@@ -55,16 +55,25 @@ def split_overflow(prompts: list[list[int]], max_tokens: int, context: int) -> l
     return [len(prompt) + max_tokens <= context for prompt in prompts]
 
 
-def check_sync_space(directory: str, model_path: str) -> None:
-    """Fail at start, not at the first sync, when the sync folder cannot hold one copy of the weights (about
-    the size of the model's safetensors files)."""
+def engines_per_node(cfg: RestConfig) -> int:
+    """The most rollout engines one node can hold (each writes its own copy of the weights at a sync)."""
+    rollout, trainer = cfg.rollout, cfg.trainer
+    if trainer.device != "cuda":
+        return rollout.num_workers
+    per_node = int(trainer.gpus_per_node // (rollout.gpus_per_worker * rollout.tensor_parallel_size))
+    return max(1, min(rollout.num_workers, per_node))
+
+
+def check_sync_space(directory: str, model_path: str, copies: int = 1) -> None:
+    """Fail at start, not at the first sync, when the sync folder cannot hold a copy of the weights (about the
+    size of the model's safetensors files) for each engine of the node, all written at once."""
     os.makedirs(directory, exist_ok=True)
     files = os.listdir(model_path) if os.path.isdir(model_path) else []  # a hub id: size unknown here
-    needed = sum(os.path.getsize(os.path.join(model_path, f)) for f in files if f.endswith(".safetensors"))
+    needed = copies * sum(os.path.getsize(os.path.join(model_path, f)) for f in files if f.endswith(".safetensors"))
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise RuntimeError(f"rollout.weight_sync_dir={directory} has {free / 2**30:.1f} GiB free but a weight sync "
-                           f"writes ~{needed / 2**30:.1f} GiB there (the model's size): give /dev/shm more space "
+                           f"writes ~{needed / 2**30:.1f} GiB there (the model's size x {copies} engine(s) per node): give /dev/shm more space "
                            "(docker --shm-size) or point rollout.weight_sync_dir at a larger RAM-backed folder")
 
 
@@ -122,7 +131,7 @@ class VLLMEngine:
         self.sync_dir = (os.path.join(rollout.weight_sync_dir, f"rest-weights-{os.getpid()}")
                          if engine_process(cfg) == "separate" or rollout.tensor_parallel_size > 1 else None)
         if self.sync_dir is not None:
-            check_sync_space(rollout.weight_sync_dir, model_path)
+            check_sync_space(rollout.weight_sync_dir, model_path, engines_per_node(cfg))
         self.llm = LLM(
             model=model_path,
             dtype=rollout.dtype,

@@ -164,17 +164,17 @@ def describe_memory(cfg: RestConfig) -> list[str]:
     on_gpu = cfg.trainer.device == "cuda"
     unit = "GPU" if on_gpu else "worker (host RAM)"
     actor, rollout = actor_memory(cfg, shape), rollout_memory(cfg, shape)
-    max_model_len = cfg.data.max_prompt_length + cfg.data.max_response_length  # one training sequence
+    train_len = cfg.data.max_prompt_length + cfg.data.max_response_length  # one training sequence
     lines = [
         f"memory per {unit} (estimate; formula in rest/config/plan.py), model {shape.params / 1e9:.2f}B params:",
         f"  actor rank: {_gib(actor.total)} = sharded params+grads+AdamW {_gib(actor.state)}"
         f"{' (in host RAM: actor.cpu_offload)' if actor.offloaded else ''} + gathered layers "
         f"{_gib(actor.gathered)} + activations {_gib(actor.activations)} (micro-batch "
-        f"{cfg.actor.ppo_micro_batch_size} x {max_model_len} tokens, checkpointing "
+        f"{cfg.actor.ppo_micro_batch_size} x {train_len} tokens, checkpointing "
         f"{'on' if cfg.model.gradient_checkpointing else 'off'}) + LM-head chunk {_gib(actor.lm_head)}",
         f"  rollout TP rank: {_gib(rollout.budget)} = weights {_gib(rollout.weights)} + KV cache "
-        f"{_gib(rollout.kv_cache)} (~{rollout.kv_tokens:,} tokens = {rollout.kv_tokens // max_model_len} sequences "
-        f"of {max_model_len} at once; rollout.max_num_seqs={cfg.rollout.max_num_seqs}; context {engine_context(cfg)})",
+        f"{_gib(rollout.kv_cache)} (~{rollout.kv_tokens:,} tokens = {rollout.kv_tokens // train_len} sequences "
+        f"of {train_len} at once; rollout.max_num_seqs={cfg.rollout.max_num_seqs}; context {engine_context(cfg)})",
     ]
     if on_gpu:
         per_gpu = actor.total

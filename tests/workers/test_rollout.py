@@ -7,8 +7,8 @@ import pytest
 
 from rest.config.load import load_config
 from rest.config.plan import engine_context, engine_process
-from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, check_sync_space, executor_backend,
-                             split_overflow)
+from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, check_sync_space, engines_per_node,
+                             executor_backend, split_overflow)
 
 
 def test_engine_process_auto_follows_the_device():
@@ -65,4 +65,11 @@ def test_a_sync_folder_too_small_for_the_model_fails_at_start(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="rollout.weight_sync_dir"):
         check_sync_space(str(tmp_path / "shm"), str(tmp_path / "model"))
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(8192, 0, 8192))
-    check_sync_space(str(tmp_path / "shm"), str(tmp_path / "model"))
+    check_sync_space(str(tmp_path / "shm"), str(tmp_path / "model"), copies=2)
+    with pytest.raises(RuntimeError, match="x 3 engine"):  # every engine of a node writes its copy at once
+        check_sync_space(str(tmp_path / "shm"), str(tmp_path / "model"), copies=3)
+
+
+def test_engines_per_node():
+    assert engines_per_node(load_config(["+recipe=bfcl_qwen3_8b", "trainer.cpus_per_node=32"])) == 2
+    assert engines_per_node(load_config(["+recipe=bfcl_qwen3_1.7b", "trainer.cpus_per_node=32"])) == 4
