@@ -105,6 +105,11 @@ def check_resources(cfg: RestConfig) -> None:
                  "trainer.placement=colocated on cuda shares actor rank i's GPU with rollout worker i: it needs "
                  "actor.gpus_per_worker = rollout.gpus_per_worker = 1 and rollout.tensor_parallel_size = 1 "
                  f"(got {actor.gpus_per_worker:g}, {rollout.gpus_per_worker:g}, {tp})")
+        # vLLM reserves gpu_memory_utilization of the whole GPU at start and fails if that is not free
+        _require(rollout.gpu_memory_utilization <= 0.5,
+                 f"trainer.placement=colocated on cuda: rollout.gpu_memory_utilization = "
+                 f"{rollout.gpu_memory_utilization:g} of the GPU leaves too little to the actor rank on it; "
+                 "use <= 0.5 (dry_run=true shows both estimates)")
         need_gpus = actor.num_workers * actor.gpus_per_worker
     else:
         need_gpus = actor.num_workers * actor.gpus_per_worker + rollout.num_workers * engine_gpus

@@ -57,13 +57,16 @@ def test_a_tensor_parallel_engine_lies_on_one_node():
 
 def test_colocated_is_validated_as_it_is_booked():
     # 4 actor GPUs shared with 4 rollout workers fit 4 GPUs (they were booked as 8 before)
-    cfg = load_config(["+recipe=bfcl_qwen3_4b", GPU_NODE, "trainer.placement=colocated", "trainer.gpus_per_node=4"])
+    cfg = load_config(["+recipe=bfcl_qwen3_4b", GPU_NODE, "trainer.placement=colocated", "trainer.gpus_per_node=4",
+                       "rollout.gpu_memory_utilization=0.4"])
     assert cfg.trainer.placement == "colocated"
+    assert "gpu_memory_utilization" in error_of(["+recipe=bfcl_qwen3_4b", GPU_NODE, "trainer.placement=colocated",
+                                                 "trainer.gpus_per_node=4"])  # the recipe's 0.85 of a shared GPU
     message = error_of(["+recipe=bfcl_qwen3_8b", GPU_NODE, "trainer.placement=colocated"])  # TP 2
     assert "rollout.tensor_parallel_size = 1" in message
     assert "need 8 GPUs" in error_of(["+recipe=bfcl_qwen3_4b", GPU_NODE, "trainer.placement=colocated",
                                       "trainer.gpus_per_node=4", "actor.num_workers=8", "rollout.num_workers=4",
-                                      "actor.cpus_per_worker=1"])
+                                      "actor.cpus_per_worker=1", "rollout.gpu_memory_utilization=0.4"])
 
 
 def test_tensor_parallel_needs_the_vllm_backend():

@@ -67,7 +67,8 @@ def test_gpu_recipes_get_disjoint_gpus_and_whole_tp_engines(gpu_node, recipe, en
 
 @pytest.mark.slow
 def test_colocated_rollout_runs_on_its_actor_ranks_gpu(gpu_node):
-    cfg = load_config(["+recipe=bfcl_qwen3_4b", GPU_NODE, "trainer.placement=colocated", "trainer.gpus_per_node=4"])
+    cfg = load_config(["+recipe=bfcl_qwen3_4b", GPU_NODE, "trainer.placement=colocated", "trainer.gpus_per_node=4",
+                       "rollout.gpu_memory_utilization=0.4"])
     actors, rollouts = probe(create_placement(*group_resources(cfg), "colocated", timeout_s=30))
     assert [gpus for _, gpus, _ in rollouts] == [gpus for _, gpus, _ in actors]  # rank i shares with worker i
     assert sorted(g for _, gpus, _ in actors for g in gpus) == [0, 1, 2, 3]  # 4 GPUs, not 8: nothing else booked
