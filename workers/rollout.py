@@ -73,8 +73,9 @@ def check_sync_space(directory: str, model_path: str, copies: int = 1) -> None:
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise RuntimeError(f"rollout.weight_sync_dir={directory} has {free / 2**30:.1f} GiB free but a weight sync "
-                           f"writes ~{needed / 2**30:.1f} GiB there (the model's size x {copies} engine(s) per node): give /dev/shm more space "
-                           "(docker --shm-size) or point rollout.weight_sync_dir at a larger RAM-backed folder")
+                           f"writes ~{needed / 2**30:.1f} GiB there (the model's size x {copies} engine(s) per "
+                           "node): give /dev/shm more space (docker --shm-size) or point rollout.weight_sync_dir "
+                           "at a larger RAM-backed folder")
 
 
 def rollout_threads(cfg: RestConfig) -> int:
