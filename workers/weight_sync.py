@@ -8,6 +8,12 @@ Here every tensor travels as a flat uint8 numpy view, which Ray writes straight 
 store (pickle protocol 5, out-of-band: one copy, all ranks at once) and the reader maps without copying; the
 one copy left on the reader is the concatenation of the shards, made one tensor at a time as the engine loads. A tied parameter (embedding = LM head) is
 sent once under all its names.
+
+An engine whose model runs in other processes (vLLM's engine core in its own process, the GPU default, or
+tensor-parallel worker processes) cannot take these views as RPC arguments ("cannot pickle memoryview
+objects"; tensors arrive as lists): the rollout worker writes them as safetensors shards to a RAM-backed
+folder (`write_safetensors_shards`) and every engine process reads the files (measured in the report of
+issue 14; the greedy-equality test runs both ways).
 """
 
 from __future__ import annotations
