@@ -12,8 +12,8 @@ sent once under all its names.
 An engine whose model runs in other processes (vLLM's engine core in its own process, the GPU default, or
 tensor-parallel worker processes) cannot take these views as RPC arguments ("cannot pickle memoryview
 objects"; tensors arrive as lists): the rollout worker writes them as safetensors shards to a RAM-backed
-folder (`write_safetensors_shards`) and every engine process reads the files (measured in the report of
-issue 14; the greedy-equality test runs both ways).
+folder (`write_safetensors_shards`) and every engine process reads the files (tests/workers/test_weight_sync.py
+runs the greedy-equality check both ways).
 """
 
 from __future__ import annotations
