@@ -48,6 +48,23 @@ def executor_backend(cfg: RestConfig) -> str | None:
     return "mp" if cfg.rollout.tensor_parallel_size > 1 else None
 
 
+def cpu_thread_binding(cores: list[int], tensor_parallel: int) -> str:
+    """VLLM_CPU_OMP_THREADS_BIND for a TP engine on CPU: the worker's cores in `tensor_parallel` contiguous
+    groups, one per TP rank ("0,1|2,3"). vllm-cpu's automatic binding gives each TP rank a NUMA node of its own
+    and refuses TP 2 on a one-node machine ("Not enough allowed NUMA nodes"); with fewer cores than ranks,
+    threads are left unbound."""
+    cores = sorted(cores)
+    if len(cores) < tensor_parallel:
+        return "nobind"
+    size, extra = divmod(len(cores), tensor_parallel)
+    groups, start = [], 0
+    for rank in range(tensor_parallel):
+        end = start + size + (1 if rank < extra else 0)
+        groups.append(",".join(map(str, cores[start:end])))
+        start = end
+    return "|".join(groups)
+
+
 def split_overflow(prompts: list[list[int]], max_tokens: int, context: int) -> list[bool]:
     """Whether each prompt fits: its tokens plus the full response budget within the engine's context. A
     prompt that does not is left out of the engine call (vLLM would fail the whole batch) and answered with
@@ -123,6 +140,9 @@ class VLLMEngine:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine_process(cfg) == "separate" else "0"
         if on_cpu:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
+            if rollout.tensor_parallel_size > 1:  # an explicit binding in the environment wins
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding(
+                    sorted(os.sched_getaffinity(0)), rollout.tensor_parallel_size))
         from vllm import LLM
 
         context = engine_context(cfg)

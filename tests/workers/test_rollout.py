@@ -7,8 +7,8 @@ import pytest
 
 from rest.config.load import load_config
 from rest.config.plan import engine_context, engine_process
-from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, check_sync_space, engines_per_node,
-                             executor_backend, split_overflow)
+from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, check_sync_space, cpu_thread_binding,
+                             engines_per_node, executor_backend, split_overflow)
 
 
 def test_engine_process_auto_follows_the_device():
@@ -26,6 +26,12 @@ def test_the_context_fits_the_longest_prompt_and_response_of_training_and_valida
     assert engine_context(load_config(["+recipe=tiny_cpu"])) == 384 + 32
     cfg = load_config(["+recipe=tiny_cpu", "validation.max_prompt_length=1000", "validation.max_response_length=16"])
     assert engine_context(cfg) == 1000 + 32
+
+
+def test_cpu_tp_ranks_get_contiguous_core_groups():
+    assert cpu_thread_binding([0, 1], 2) == "0|1"
+    assert cpu_thread_binding([5, 2, 3, 4, 6], 2) == "2,3,4|5,6"
+    assert cpu_thread_binding([0], 2) == "nobind"
 
 
 def test_a_prompt_fits_with_its_whole_response_budget():
