@@ -13,7 +13,8 @@ An engine whose model runs in other processes (vLLM's engine core in its own pro
 tensor-parallel worker processes) cannot take these views as RPC arguments ("cannot pickle memoryview
 objects"; tensors arrive as lists): the rollout worker writes them as safetensors shards to a RAM-backed
 folder (`write_safetensors_shards`) and every engine process reads the files (tests/workers/test_weight_sync.py
-runs the greedy-equality check both ways).
+runs the greedy-equality check both ways). Measured on 2 CPU cores, tiny Qwen3 (80 MB in fp32): a sync takes
+0.3-0.5 s into an engine in its own process, 0.7-1.5 s into a TP-2 engine.
 """
 
 from __future__ import annotations
