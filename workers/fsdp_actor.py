@@ -62,6 +62,13 @@ class PolicyScorer(nn.Module):
         return full_logprob, full_entropy
 
 
+def process_group_backend(cfg: RestConfig) -> str:
+    """gloo on CPU. On cuda, NCCL for GPU tensors plus gloo for CPU ones: with actor.cpu_offload the sharded
+    parameters and gradients live in host RAM, so `clip_grad_norm_`'s all-reduce of the gradient norm runs on
+    CPU tensors, which an NCCL-only group refuses (as it refuses checkpointing's CPU-side collectives)."""
+    return "cuda:nccl,cpu:gloo" if cfg.trainer.device == "cuda" else "gloo"
+
+
 def _lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
     def factor(step: int) -> float:
         if warmup_steps and step < warmup_steps:
@@ -82,8 +89,7 @@ class FSDPActorWorker:
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         torch.set_num_threads(cfg.actor.num_threads)
         self.device = torch.device("cuda", 0) if cfg.trainer.device == "cuda" else torch.device("cpu")
-        backend = "nccl" if cfg.trainer.device == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world_size)
+        dist.init_process_group(process_group_backend(cfg), rank=rank, world_size=world_size)
         self.world_size = world_size
 
     # ---------------------------------------------------------------- set-up

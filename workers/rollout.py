@@ -8,10 +8,12 @@ derived from (run seed, step, prompt, sample), so a resumed run draws exactly wh
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 import torch
 
+from rest.config.plan import engine_context, engine_process
 from rest.config.schema import RestConfig
 from rest.console import configure_logging
 from rest.registry import Registry
@@ -33,6 +35,67 @@ def sample_seed(run_seed: int, step: int, prompt_index: int, sample_index: int) 
     return value % (2**31 - 1)
 
 
+PROMPT_OVERFLOW = "prompt_overflow"  # finish_reason of a prompt left out: it does not fit the engine's context
+
+
+def executor_backend(cfg: RestConfig) -> str | None:
+    """vLLM's executor for one engine. Tensor parallel > 1: `mp`, TP worker processes spawned by the rollout
+    actor on its own node. Left unset, vLLM picks its Ray executor because the actor runs inside a placement
+    group, and that executor wants one bundle per GPU (it rejects our one {'GPU': TP} bundle; on CPU it is
+    not supported at all). With `mp` the Ray actor holds all TP GPUs of the engine (one bundle of TP GPUs,
+    booked by rest.trainer.cluster), Ray sets CUDA_VISIBLE_DEVICES to them, and vLLM's worker processes
+    inherit it: each TP rank gets one of the actor's GPUs, and a bundle never spans nodes. TP 1: vLLM's
+    default (in the engine process itself)."""
+    return "mp" if cfg.rollout.tensor_parallel_size > 1 else None
+
+
+def cpu_thread_binding(cores: list[int], tensor_parallel: int) -> str:
+    """VLLM_CPU_OMP_THREADS_BIND for a TP engine on CPU: the worker's cores in `tensor_parallel` contiguous
+    groups, one per TP rank ("0,1|2,3"). vllm-cpu's automatic binding gives each TP rank a NUMA node of its own
+    and refuses TP 2 on a one-node machine ("Not enough allowed NUMA nodes"); with fewer cores than ranks,
+    threads are left unbound."""
+    cores = sorted(cores)
+    if len(cores) < tensor_parallel:
+        return "nobind"
+    size, extra = divmod(len(cores), tensor_parallel)
+    groups, start = [], 0
+    for rank in range(tensor_parallel):
+        end = start + size + (1 if rank < extra else 0)
+        groups.append(",".join(map(str, cores[start:end])))
+        start = end
+    return "|".join(groups)
+
+
+def split_overflow(prompts: list[list[int]], max_tokens: int, context: int) -> list[bool]:
+    """Whether each prompt fits: its tokens plus the full response budget within the engine's context. A
+    prompt that does not is left out of the engine call (vLLM would fail the whole batch) and answered with
+    an empty PROMPT_OVERFLOW sample."""
+    return [len(prompt) + max_tokens <= context for prompt in prompts]
+
+
+def engines_per_node(cfg: RestConfig) -> int:
+    """The most rollout engines one node can hold (each writes its own copy of the weights at a sync)."""
+    rollout, trainer = cfg.rollout, cfg.trainer
+    if trainer.device != "cuda":
+        return rollout.num_workers
+    per_node = int(trainer.gpus_per_node // (rollout.gpus_per_worker * rollout.tensor_parallel_size))
+    return max(1, min(rollout.num_workers, per_node))
+
+
+def check_sync_space(directory: str, model_path: str, copies: int = 1) -> None:
+    """Fail at start, not at the first sync, when the sync folder cannot hold a copy of the weights (about the
+    size of the model's safetensors files) for each engine of the node, all written at once."""
+    os.makedirs(directory, exist_ok=True)
+    files = os.listdir(model_path) if os.path.isdir(model_path) else []  # a hub id: size unknown here
+    needed = copies * sum(os.path.getsize(os.path.join(model_path, f)) for f in files if f.endswith(".safetensors"))
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise RuntimeError(f"rollout.weight_sync_dir={directory} has {free / 2**30:.1f} GiB free but a weight sync "
+                           f"writes ~{needed / 2**30:.1f} GiB there (the model's size x {copies} engine(s) per "
+                           "node): give /dev/shm more space (docker --shm-size) or point rollout.weight_sync_dir "
+                           "at a larger RAM-backed folder")
+
+
 def rollout_threads(cfg: RestConfig) -> int:
     if cfg.rollout.num_threads > 0:
         return cfg.rollout.num_threads
@@ -48,12 +111,18 @@ class RolloutWorker:
         torch.set_num_threads(rollout_threads(cfg))
         self.cfg = cfg
         self.rank = rank
+        self.context = engine_context(cfg)
         self.engine = ROLLOUT_BACKENDS.get(cfg.rollout.backend)(cfg, model_path)
 
     @register(Dispatch.DP_COMPUTE)
     def generate(self, prompts: list[list[int]], seeds: list[list[int]], max_tokens: int,
                  greedy: bool = False) -> list[list[Sample]]:
-        return self.engine.generate(prompts, seeds, max_tokens, greedy)
+        fits = split_overflow(prompts, max_tokens, self.context)
+        kept = [i for i, ok in enumerate(fits) if ok]
+        answers = iter(self.engine.generate([prompts[i] for i in kept], [seeds[i] for i in kept], max_tokens,
+                                            greedy) if kept else [])
+        return [next(answers) if ok else [Sample([], [], PROMPT_OVERFLOW) for _ in group_seeds]
+                for ok, group_seeds in zip(fits, seeds)]
 
     @register(Dispatch.ONE_TO_ALL)
     def load_weights(self, exports: list) -> None:
@@ -69,22 +138,32 @@ class VLLMEngine:
     def __init__(self, cfg: RestConfig, model_path: str):
         rollout = cfg.rollout
         on_cpu = cfg.trainer.device == "cpu"
+        # read by vLLM when the engine is built: the config decides, not whatever the environment held
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine_process(cfg) == "separate" else "0"
         if on_cpu:
-            # The in-process engine starts in ~8 s instead of ~30 s and runs twice as fast on few cores; it
-            # also takes weights as tensors (multiprocess RPC would turn them into lists).
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
+            if rollout.tensor_parallel_size > 1:  # an explicit binding in the environment wins
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding(
+                    sorted(os.sched_getaffinity(0)), rollout.tensor_parallel_size))
         from vllm import LLM
 
         from workers.vllm_reload import skip_derived_buffers
 
-        max_model_len = cfg.data.max_prompt_length + cfg.data.max_response_length
+        context = engine_context(cfg)
+        # Weights reach an engine whose model runs in other processes (its own engine process, or TP worker
+        # processes) as files: RPC arguments cannot carry the object store's zero-copy views ("cannot pickle
+        # memoryview objects"), and tensors in them arrive as lists. In-process they go as tensors.
+        self.sync_dir = (os.path.join(rollout.weight_sync_dir, f"rest-weights-{os.getpid()}")
+                         if engine_process(cfg) == "separate" or rollout.tensor_parallel_size > 1 else None)
+        if self.sync_dir is not None:
+            check_sync_space(rollout.weight_sync_dir, model_path, engines_per_node(cfg))
         self.llm = LLM(
             model=model_path,
             dtype=rollout.dtype,
             enforce_eager=rollout.enforce_eager,
-            max_model_len=max_model_len,
+            max_model_len=context,
             tensor_parallel_size=rollout.tensor_parallel_size,
+            distributed_executor_backend=executor_backend(cfg),
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             max_num_seqs=rollout.max_num_seqs,
             seed=cfg.trainer.seed,
@@ -94,7 +173,9 @@ class VLLMEngine:
             # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which the CPU
             # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
             enable_chunked_prefill=not on_cpu,
-            max_num_batched_tokens=max(rollout.max_num_batched_tokens, max_model_len),
+            # whole prompts need a step budget of a whole context; chunked prefill (GPU) does not
+            max_num_batched_tokens=max(rollout.max_num_batched_tokens, context) if on_cpu
+            else rollout.max_num_batched_tokens,
             use_tqdm_on_load=False,  # a bar for one local file at start-up; the console shows the training bar
         )
         self.llm.collective_rpc(skip_derived_buffers)  # the rotary cache is no weight (workers/vllm_reload.py)
@@ -122,12 +203,19 @@ class VLLMEngine:
 
     def load_weights(self, weights):
         """`weights`: (name, tensor) pairs. vLLM's layer-wise reload loads them into fresh tensors, re-runs each
-        layer's weight processing (on CPU: repacking for oneDNN) and copies back in place."""
-        # in-process (CPU) the engine consumes them lazily, one assembled tensor at a time; an engine in another
-        # process gets them through RPC serialisation, which needs a list
-        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
-            weights = list(weights)
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        layer's weight processing (on CPU: repacking for oneDNN) and copies back in place. In-process the
+        engine consumes them lazily, one assembled tensor at a time; for an engine in other processes they are
+        written as safetensors shards that every engine worker reads (`weights_path`), then removed."""
+        if self.sync_dir is None:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            return
+        from workers.weight_sync import write_safetensors_shards
+
+        try:
+            write_safetensors_shards(weights, self.sync_dir)
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.sync_dir})
+        finally:
+            shutil.rmtree(self.sync_dir, ignore_errors=True)
 
 
 def group_by_prompt(flat: list[Sample], seeds: list[list[int]]) -> list[list[Sample]]:

@@ -136,6 +136,22 @@ def rollout_memory(cfg: RestConfig, shape: ModelShape) -> RolloutMemory:
     return RolloutMemory(budget, weights, kv_cache, int(kv_cache // kv_per_token))
 
 
+def engine_process(cfg: RestConfig) -> str:
+    """Where vLLM's engine core runs: `inline` or `separate` (rollout.engine_process; auto by the device)."""
+    mode = cfg.rollout.engine_process
+    if mode == "auto":
+        return "separate" if cfg.trainer.device == "cuda" else "inline"
+    return mode
+
+
+def engine_context(cfg: RestConfig) -> int:
+    """The rollout engine's context (vLLM's max_model_len): the longest prompt plus the longest response of
+    training and validation."""
+    prompt = max(cfg.data.max_prompt_length, cfg.validation.max_prompt_length or 0)
+    response = max(cfg.data.max_response_length, cfg.validation.max_response_length or 0)
+    return prompt + response
+
+
 def _gib(n: float) -> str:
     return f"{n / GIB:.1f} GiB"
 
@@ -148,17 +164,17 @@ def describe_memory(cfg: RestConfig) -> list[str]:
     on_gpu = cfg.trainer.device == "cuda"
     unit = "GPU" if on_gpu else "worker (host RAM)"
     actor, rollout = actor_memory(cfg, shape), rollout_memory(cfg, shape)
-    max_model_len = cfg.data.max_prompt_length + cfg.data.max_response_length
+    train_len = cfg.data.max_prompt_length + cfg.data.max_response_length  # one training sequence
     lines = [
         f"memory per {unit} (estimate; formula in rest/config/plan.py), model {shape.params / 1e9:.2f}B params:",
         f"  actor rank: {_gib(actor.total)} = sharded params+grads+AdamW {_gib(actor.state)}"
         f"{' (in host RAM: actor.cpu_offload)' if actor.offloaded else ''} + gathered layers "
         f"{_gib(actor.gathered)} + activations {_gib(actor.activations)} (micro-batch "
-        f"{cfg.actor.ppo_micro_batch_size} x {max_model_len} tokens, checkpointing "
+        f"{cfg.actor.ppo_micro_batch_size} x {train_len} tokens, checkpointing "
         f"{'on' if cfg.model.gradient_checkpointing else 'off'}) + LM-head chunk {_gib(actor.lm_head)}",
         f"  rollout TP rank: {_gib(rollout.budget)} = weights {_gib(rollout.weights)} + KV cache "
-        f"{_gib(rollout.kv_cache)} (~{rollout.kv_tokens:,} tokens = {rollout.kv_tokens // max_model_len} sequences "
-        f"of {max_model_len} at once; rollout.max_num_seqs={cfg.rollout.max_num_seqs})",
+        f"{_gib(rollout.kv_cache)} (~{rollout.kv_tokens:,} tokens = {rollout.kv_tokens // train_len} sequences "
+        f"of {train_len} at once; rollout.max_num_seqs={cfg.rollout.max_num_seqs}; context {engine_context(cfg)})",
     ]
     if on_gpu:
         per_gpu = actor.total
@@ -179,6 +195,8 @@ def describe_plan(cfg: RestConfig) -> str:
     actor_devices = a.num_workers * (a.gpus_per_worker if t.device == "cuda" else a.cpus_per_worker)
     rollout_devices = r.num_workers * (  # as rest.trainer.cluster books them: GPUs per TP rank, CPUs per worker
         r.gpus_per_worker * r.tensor_parallel_size if t.device == "cuda" else r.cpus_per_worker)
+    if t.device == "cuda" and t.placement == "colocated":
+        rollout_devices = 0  # on the actor ranks' GPUs (workers.resource_pool)
     have = t.nnodes * t.gpus_per_node if t.device == "cuda" else None
     lines = [
         f"model: {cfg.model.path} ({cfg.model.dtype}, gradient checkpointing {cfg.model.gradient_checkpointing})",
@@ -189,10 +207,14 @@ def describe_plan(cfg: RestConfig) -> str:
         + (" (more than one node: start the cluster and set trainer.ray_address=auto)"
            if t.nnodes > 1 and not t.ray_address else ""),
         f"actor: {a.num_workers} FSDP2 ranks x ({a.cpus_per_worker:g} CPU, {a.gpus_per_worker:g} GPU), "
-        f"backend {'nccl' if t.device == 'cuda' else 'gloo'}, mixed precision {a.mixed_precision}",
+        f"backend {'nccl (+gloo for CPU tensors)' if t.device == 'cuda' else 'gloo'}, mixed precision "
+        f"{a.mixed_precision}",
         f"rollout: {r.num_workers} {r.backend} worker(s) x ({r.cpus_per_worker:g} CPU, TP {r.tensor_parallel_size} x "
-        f"{r.gpus_per_worker:g} GPU), {r.dtype}",
+        f"{r.gpus_per_worker:g} GPU), {r.dtype}, engine core {engine_process(cfg)}"
+        + (", TP ranks as processes of the worker (vLLM mp executor)" if r.tensor_parallel_size > 1 else "")
+        + f", context {engine_context(cfg)} tokens",
         f"placement: actor {actor_devices:g} {devices} + rollout {rollout_devices:g} {devices}"
+        + (" (shares the actor's)" if t.placement == "colocated" and t.device == "cuda" else "")
         + (f" of {have} GPUs" if have else ""),
         f"step: {d.train_batch_size} prompts x {r.n} samples = {sequences} sequences; "
         f"{d.train_batch_size // a.ppo_mini_batch_size * a.ppo_epochs} optimizer steps of {mini} sequences; "

@@ -57,31 +57,87 @@ def check_batch_sizes(cfg: RestConfig) -> None:
 
 
 def check_resources(cfg: RestConfig) -> None:
+    """What the placement books (workers.resource_pool.placement_spec) must fit the declared cluster, bundle
+    by bundle (a bundle lies on one node), before Ray waits for resources that will never come."""
     trainer, actor, rollout = cfg.trainer, cfg.actor, cfg.rollout
-    if trainer.device == "cpu":
-        _require(actor.gpus_per_worker == 0 and rollout.gpus_per_worker == 0,
-                 "actor.gpus_per_worker / rollout.gpus_per_worker must be 0 with trainer.device=cpu")
-        need = actor.num_workers * actor.cpus_per_worker + rollout.num_workers * rollout.cpus_per_worker
-        have = available_cpus(cfg)
-        _require(need <= have,
-                 f"the worker groups need {need:g} CPUs (actor.num_workers x actor.cpus_per_worker + "
-                 f"rollout.num_workers x rollout.cpus_per_worker) but trainer.nnodes x cpus_per_node = {have:g}")
-    else:
-        _require(trainer.gpus_per_node >= 1, "trainer.gpus_per_node must be >= 1 with trainer.device=cuda")
-        _require(actor.gpus_per_worker > 0 and rollout.gpus_per_worker > 0,
-                 "actor.gpus_per_worker and rollout.gpus_per_worker must be > 0 with trainer.device=cuda")
-        need = actor.num_workers * actor.gpus_per_worker
-        need += rollout.num_workers * rollout.gpus_per_worker * rollout.tensor_parallel_size
-        have = trainer.nnodes * trainer.gpus_per_node
-        if trainer.placement == "colocated":
-            need = max(actor.num_workers * actor.gpus_per_worker, need - actor.num_workers * actor.gpus_per_worker)
-        _require(need <= have,
-                 f"the worker groups need {need:g} GPUs but trainer.nnodes x trainer.gpus_per_node = {have}")
+    on_gpu = trainer.device == "cuda"
+    colocated = trainer.placement == "colocated"
+    tp = rollout.tensor_parallel_size
+    _require(tp >= 1, f"rollout.tensor_parallel_size must be >= 1, got {tp}")
+    _require(tp == 1 or rollout.backend == "vllm",
+             f"rollout.tensor_parallel_size={tp} needs rollout.backend=vllm (the hf backend runs one process)")
     _require(trainer.nnodes == 1 or bool(trainer.ray_address),
              "trainer.nnodes > 1 needs trainer.ray_address (e.g. auto) pointing at a started multi-node Ray cluster")
-    if trainer.placement == "colocated":
+    if colocated:
         _require(rollout.num_workers <= actor.num_workers,
                  "trainer.placement=colocated needs rollout.num_workers <= actor.num_workers")
+
+    per_node = cfg.trainer.cpus_per_node or os.cpu_count() or 1
+    rollout_cpus = rollout.num_workers * rollout.cpus_per_worker
+    need = actor.num_workers * actor.cpus_per_worker + rollout_cpus  # colocated bundles add them up too
+    have = available_cpus(cfg)
+    _require(need <= have,
+             f"the worker groups need {need:g} CPUs (actor.num_workers x actor.cpus_per_worker + "
+             f"rollout.num_workers x rollout.cpus_per_worker) but the cluster has {have:g} (trainer.nnodes x "
+             f"trainer.cpus_per_node, which defaults to this machine's {os.cpu_count()} cores)")
+    bundle_cpus = max(actor.cpus_per_worker + (rollout.cpus_per_worker if colocated else 0), rollout.cpus_per_worker)
+    _require(bundle_cpus <= per_node,
+             f"one worker's bundle needs {bundle_cpus:g} CPUs but a node has {per_node} (trainer.cpus_per_node)")
+
+    if not on_gpu:
+        _require(actor.gpus_per_worker == 0 and rollout.gpus_per_worker == 0,
+                 "actor.gpus_per_worker / rollout.gpus_per_worker must be 0 with trainer.device=cpu")
+        return
+    _require(trainer.gpus_per_node >= 1, "trainer.gpus_per_node must be >= 1 with trainer.device=cuda")
+    _require(actor.gpus_per_worker > 0 and rollout.gpus_per_worker > 0,
+             "actor.gpus_per_worker and rollout.gpus_per_worker must be > 0 with trainer.device=cuda")
+    engine_gpus = rollout.gpus_per_worker * tp
+    # vLLM's mp executor runs the TP ranks as processes of the rollout actor: all on the actor's node
+    _require(engine_gpus <= trainer.gpus_per_node,
+             f"one rollout engine needs rollout.tensor_parallel_size x rollout.gpus_per_worker = {engine_gpus:g} "
+             f"GPUs on one node, but trainer.gpus_per_node = {trainer.gpus_per_node}")
+    _require(actor.gpus_per_worker <= trainer.gpus_per_node,
+             f"actor.gpus_per_worker = {actor.gpus_per_worker:g} exceeds trainer.gpus_per_node")
+    have_gpus = trainer.nnodes * trainer.gpus_per_node
+    if colocated:
+        # rollout worker i runs on actor rank i's GPU (workers.resource_pool): one GPU each, shared
+        _require(actor.gpus_per_worker == 1 and rollout.gpus_per_worker == 1 and tp == 1,
+                 "trainer.placement=colocated on cuda shares actor rank i's GPU with rollout worker i: it needs "
+                 "actor.gpus_per_worker = rollout.gpus_per_worker = 1 and rollout.tensor_parallel_size = 1 "
+                 f"(got {actor.gpus_per_worker:g}, {rollout.gpus_per_worker:g}, {tp})")
+        # vLLM reserves gpu_memory_utilization of the whole GPU at start and fails if that is not free
+        _require(rollout.gpu_memory_utilization <= 0.5,
+                 f"trainer.placement=colocated on cuda: rollout.gpu_memory_utilization = "
+                 f"{rollout.gpu_memory_utilization:g} of the GPU leaves too little to the actor rank on it; "
+                 "use <= 0.5 (dry_run=true shows both estimates)")
+        need_gpus = actor.num_workers * actor.gpus_per_worker
+    else:
+        need_gpus = actor.num_workers * actor.gpus_per_worker + rollout.num_workers * engine_gpus
+    _require(need_gpus <= have_gpus,
+             f"the worker groups need {need_gpus:g} GPUs ({'shared by actor and rollout, ' if colocated else ''}"
+             f"actor.num_workers x actor.gpus_per_worker"
+             f"{'' if colocated else ' + rollout.num_workers x tensor_parallel_size x gpus_per_worker'}) "
+             f"but trainer.nnodes x trainer.gpus_per_node = {have_gpus}")
+
+
+def check_runnable(cfg: RestConfig) -> None:
+    """Settings that pass type checks but fail once the workers run."""
+    model, actor, trainer = cfg.model, cfg.actor, cfg.trainer
+    _require(cfg.algorithm.kl_coef == 0,
+             f"algorithm.kl_coef = {cfg.algorithm.kl_coef:g}: a KL penalty needs a reference policy, which this "
+             "trainer does not build yet; set algorithm.kl_coef=0")
+    _require(not actor.cpu_offload or trainer.device == "cuda",
+             "actor.cpu_offload=true offloads GPU state to host RAM: it needs trainer.device=cuda (on CPU the "
+             "state is in host RAM already)")
+    if model.attn_implementation == "flash_attention_2":
+        compute = "bfloat16" if actor.mixed_precision == "bf16" else model.dtype
+        _require(trainer.device == "cuda", "model.attn_implementation=flash_attention_2 needs trainer.device=cuda")
+        _require(compute in ("bfloat16", "float16"),
+                 f"model.attn_implementation=flash_attention_2 needs 16-bit compute, but the actor computes in "
+                 f"{compute} (model.dtype={model.dtype}, actor.mixed_precision={actor.mixed_precision}): set "
+                 "actor.mixed_precision=bf16 or model.attn_implementation=sdpa")
+    val_prompt = cfg.validation.max_prompt_length
+    _require(val_prompt is None or val_prompt >= 1, f"validation.max_prompt_length must be >= 1, got {val_prompt}")
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -108,6 +164,7 @@ def validate(cfg: RestConfig) -> None:
     _choice(cfg.rollout.backend, "rollout.backend", ("vllm", "hf"))
     _choice(cfg.model.dtype, "model.dtype", ("float32", "bfloat16"))
     _choice(cfg.rollout.dtype, "rollout.dtype", ("float32", "bfloat16", "float16"))
+    _choice(cfg.rollout.engine_process, "rollout.engine_process", ("auto", "inline", "separate"))
     _choice(cfg.actor.mixed_precision, "actor.mixed_precision", ("none", "bf16"))
     _choice(cfg.actor.lr_schedule, "actor.lr_schedule", ("constant", "cosine"))
     _choice(cfg.trainer.wandb_mode, "trainer.wandb_mode", ("offline", "online", "disabled"))
@@ -130,8 +187,10 @@ def validate(cfg: RestConfig) -> None:
              'data.prompt_format=hermes needs algorithm.reward.accept_arguments_key=true (the model writes "arguments")')
     _choice(cfg.validation.on_error, "validation.on_error", ("warn", "error"))
     check_fault_handling(cfg)
+    _choice(cfg.model.attn_implementation, "model.attn_implementation", ("sdpa", "eager", "flash_attention_2"))
     check_batch_sizes(cfg)
     check_resources(cfg)
+    check_runnable(cfg)
     for section in (cfg.algorithm, cfg.data):
         try:
             section.validate()

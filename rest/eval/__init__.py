@@ -37,7 +37,10 @@ def run_validation(benchmark: str, generate_fn: Union[Backend, Callable], limit:
     """
     backend = generate_fn if isinstance(generate_fn, Backend) else FunctionBackend(generate_fn)
     scores = run_benchmark(benchmark, backend, limit=limit, **options)
-    return {f"val/{benchmark}/{s.category}": s.accuracy for s in scores}
+    metrics = {f"val/{benchmark}/{s.category}": s.accuracy for s in scores}
+    # entries failed because a prompt outgrew the engine's context (the last score is the overall average)
+    metrics[f"val/{benchmark}/prompt_overflow"] = float(scores[-1].prompt_overflow) if scores else 0.0
+    return metrics
 
 
 __all__ = ["BENCHMARKS", "run_benchmark", "run_validation"]

@@ -4,6 +4,10 @@ Each run uses a fresh model name (BFCL's helpers key state by name) and fresh si
 entry. The oracle replays a ground truth that JSON can carry exactly; multi-turn entries whose ground truth
 cannot be written that way are counted as not "expressible" (see `ground_truth_as_json_calls`), and so are
 single-turn entries whose gold names a function the entry does not offer.
+
+A backend answers None for a prompt longer than its context (the trainer's rollout workers leave such prompts
+out of the engine call): the entry fails and is counted in `CategoryScore.prompt_overflow`. BFCL's multi-turn
+prompts grow with every step (long_context ones past 70k tokens), so this is expected there, not an error.
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ def evaluate_single_turn(backend: Backend, version, category: str, pairs, prompt
         # `restaurant_search.find_closest`): no model can write those.
         expressible = all(c.name in offered for c in possible_answer_calls(answer["ground_truth"]))
         score.expressible += expressible
+        if text is None:
+            score.prompt_overflow += 1
+            if len(score.errors) < 5:
+                score.errors.append({"id": entry["id"], "expressible": expressible, "error": "prompt_overflow"})
+            continue
         calls = decode_calls(text, prompt_format, offered)
         if category == "irrelevance":
             result = {"valid": not calls, "error": "made a call"}
@@ -111,7 +120,10 @@ def evaluate_multi_turn(backend: Backend, version, category: str, pairs, prompt_
     for i, (entry, answer) in enumerate(pairs):
         run = runs[i]
         score.expressible += run.expressible
-        if run.force_terminated:
+        score.prompt_overflow += run.prompt_overflow
+        if run.prompt_overflow:
+            result = {"valid": False, "error_type": "multi_turn:prompt_overflow"}
+        elif run.force_terminated:
             result = {"valid": False, "error_type": "multi_turn:force_terminated"}
         else:
             with safe_checker(mt_mod, SafeExecutor(class_paths)) as checker:

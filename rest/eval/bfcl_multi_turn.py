@@ -135,11 +135,13 @@ class EntryRun:
     model_calls: list[list[list[str]]] = field(default_factory=list)  # [turn][step] -> call strings
     force_terminated: bool = False
     expressible: bool = True
+    prompt_overflow: bool = False  # a step's prompt did not fit the engine's context (the answer was None)
 
 
 def run_entry(entry: dict, answer: dict, prompt_format: str, executor: SafeExecutor, model_name: str
               ) -> Generator[Request, str, EntryRun]:
-    """One entry's dialogue as a generator: yields a Request per model step, receives the model's text."""
+    """One entry's dialogue as a generator: yields a Request per model step, receives the model's text, or
+    None when the prompt did not fit the engine's context: that ends the entry (later prompts only grow)."""
     long_context = "long_context" in entry["id"]
     _, methods = executor.methods(entry["involved_classes"], entry["initial_config"], ("names", entry["id"]))
     tools = list(entry["function"])
@@ -163,6 +165,10 @@ def run_entry(entry: dict, answer: dict, prompt_format: str, executor: SafeExecu
                 request = Request(list(chat), template_tools(tools), "")
             request.reference = render_tool_call_block(gold) if step == 0 and gold else NO_CALL_REFERENCE
             text = yield request
+            if text is None:
+                run.prompt_overflow = True
+                run.model_calls.append(steps)
+                return run
             calls = decode_calls(text, prompt_format, methods)
             if not calls:
                 break

@@ -14,6 +14,7 @@ class CategoryScore:
     total: int = 0
     expressible: int | None = None  # entries whose ground truth the output format can write (BFCL multi-turn)
     errors: list[dict] = field(default_factory=list)  # first few failures, for reading
+    prompt_overflow: int = 0  # entries failed because a prompt did not fit the model's context (not sent)
 
     @property
     def accuracy(self) -> float:
@@ -21,7 +22,8 @@ class CategoryScore:
 
 
 def micro_average(scores: list[CategoryScore], name: str = "overall") -> CategoryScore:
-    return CategoryScore(name, sum(s.correct for s in scores), sum(s.total for s in scores))
+    return CategoryScore(name, sum(s.correct for s in scores), sum(s.total for s in scores),
+                         prompt_overflow=sum(s.prompt_overflow for s in scores))
 
 
 def markdown_table(title: str, scores: list[CategoryScore]) -> str:

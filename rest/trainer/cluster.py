@@ -15,7 +15,7 @@ from rest.config.validate import available_cpus
 from rest.trainer.env import WORKER_ENV
 from workers.dispatch import RayWorkerGroup
 from workers.fsdp_actor import FSDPActorWorker
-from workers.resource_pool import WorkerResources, create_placement, scheduling
+from workers.resource_pool import WorkerResources, create_placement
 from workers.rollout import RolloutWorker
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,6 @@ def _alive(actor, timeout_s: float = 30.0) -> bool:
         return False
     except ray.exceptions.GetTimeoutError:  # busy, not dead
         return True
-
 
 @dataclass
 class WorkerGroups:
@@ -139,23 +138,27 @@ def _node_address() -> tuple[str, int]:
     return ray.util.get_node_ip_address(), _free_port()
 
 
+def group_resources(cfg: RestConfig) -> tuple[WorkerResources, WorkerResources]:
+    """What one actor rank and one rollout worker need; a tensor-parallel engine holds all its GPUs."""
+    actor = WorkerResources(cfg.actor.num_workers, cfg.actor.cpus_per_worker, cfg.actor.gpus_per_worker)
+    rollout = WorkerResources(cfg.rollout.num_workers, cfg.rollout.cpus_per_worker,
+                              cfg.rollout.gpus_per_worker * cfg.rollout.tensor_parallel_size)
+    return actor, rollout
+
+
 def create_worker_groups(cfg: RestConfig, model_path: str, total_steps: int) -> WorkerGroups:
-    actor_res = WorkerResources(cfg.actor.num_workers, cfg.actor.cpus_per_worker, cfg.actor.gpus_per_worker)
-    rollout_res = WorkerResources(cfg.rollout.num_workers, cfg.rollout.cpus_per_worker,
-                                  cfg.rollout.gpus_per_worker * cfg.rollout.tensor_parallel_size)
-    placement = create_placement(actor_res, rollout_res, cfg.trainer.placement)
+    placement = create_placement(*group_resources(cfg), cfg.trainer.placement)
+    world_size = len(placement.actor)
 
     def actor_workers() -> list:
         # rank 0's node hosts the torch.distributed rendezvous (a fresh port for a rebuilt group)
+        rank0 = placement.actor[0].options()
         master_addr, master_port = ray.get(
-            _node_address.options(num_cpus=0, scheduling_strategy=scheduling(placement.actor[0])).remote()
+            _node_address.options(num_cpus=0, scheduling_strategy=rank0["scheduling_strategy"]).remote()
         )
         actor_cls = ray.remote(FSDPActorWorker)
-        return [
-            actor_cls.options(num_cpus=actor_res.cpus, num_gpus=actor_res.gpus, scheduling_strategy=scheduling(slot),
-                              name=None).remote(cfg, rank, actor_res.num_workers, master_addr, master_port)
-            for rank, slot in enumerate(placement.actor)
-        ]
+        return [actor_cls.options(**slot.options()).remote(cfg, rank, world_size, master_addr, master_port)
+                for rank, slot in enumerate(placement.actor)]
 
     def rebuild_actor_group() -> RayWorkerGroup:
         group = RayWorkerGroup(FSDPActorWorker, actor_workers())
@@ -166,8 +169,7 @@ def create_worker_groups(cfg: RestConfig, model_path: str, total_steps: int) -> 
     rollout_cls = ray.remote(RolloutWorker)
 
     def rollout_worker(rank: int):
-        return rollout_cls.options(num_cpus=rollout_res.cpus, num_gpus=rollout_res.gpus,
-                                   scheduling_strategy=scheduling(placement.rollout[rank])).remote(cfg, model_path, rank)
+        return rollout_cls.options(**placement.rollout[rank].options()).remote(cfg, model_path, rank)
 
     def replace_rollout_worker(rank: int):
         worker = rollout_worker(rank)  # then the current weights, straight from the actor ranks

@@ -12,6 +12,9 @@ from rest.main import main
 RECIPES = available(RECIPES_DIR)
 ALGORITHMS = available(CONF_DIR / "algorithm")
 QWEN3 = {"bfcl_qwen3_1.7b": 1, "bfcl_qwen3_4b": 1, "bfcl_qwen3_8b": 2, "bfcl_qwen3_14b": 4}  # recipe -> vLLM TP
+# The GPU recipes book 4 CPUs per worker (up to 32 per node); validation checks them against
+# trainer.cpus_per_node, which defaults to this machine's cores: the tests declare the GPU node they target.
+GPU_NODE = "trainer.cpus_per_node=32"
 
 
 def test_the_recipes_and_presets_exist():
@@ -23,7 +26,7 @@ def test_the_recipes_and_presets_exist():
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_and_algorithm_dry_runs(recipe, algorithm, capsys):
-    assert main([f"+recipe={recipe}", f"algorithm={algorithm}", "dry_run=true"]) == 0
+    assert main([f"+recipe={recipe}", f"algorithm={algorithm}", GPU_NODE, "dry_run=true"]) == 0
     out = capsys.readouterr().out
     assert f"algorithm: {algorithm} " in out
     assert "actor rank:" in out and "rollout TP rank:" in out  # the memory estimate (model size known)
@@ -33,7 +36,7 @@ def test_every_recipe_and_algorithm_dry_runs(recipe, algorithm, capsys):
 
 @pytest.mark.parametrize("recipe, tp", QWEN3.items())
 def test_qwen3_recipes_carry_the_paper_setup(recipe, tp):
-    cfg = load_config([f"+recipe={recipe}"])
+    cfg = load_config([f"+recipe={recipe}", GPU_NODE])
     size = recipe.removeprefix("bfcl_qwen3_")
     assert cfg.model.path == f"Qwen/Qwen3-{size.upper()}"
     assert cfg.algorithm.name == "rest" and cfg.algorithm.kl_coef == 0.0
@@ -56,13 +59,13 @@ def test_qwen3_recipes_carry_the_paper_setup(recipe, tp):
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_an_algorithm_override_keeps_the_recipe_and_no_kl(algorithm):
     cfg = load_config(["+recipe=bfcl_qwen3_8b", f"algorithm={algorithm}", "trainer.nnodes=2", "actor.num_workers=8",
-                       "trainer.ray_address=auto"])
+                       "trainer.ray_address=auto", GPU_NODE])
     assert cfg.algorithm.name == algorithm and cfg.algorithm.kl_coef == 0.0
     assert (cfg.model.path, cfg.trainer.nnodes, cfg.actor.num_workers) == ("Qwen/Qwen3-8B", 2, 8)
 
 
 def test_recipe_name_with_a_dot_resolves():
-    assert load_config(["+recipe=bfcl_qwen3_1.7b"]).trainer.experiment_name == "bfcl_qwen3_1.7b"
+    assert load_config(["+recipe=bfcl_qwen3_1.7b", GPU_NODE]).trainer.experiment_name == "bfcl_qwen3_1.7b"
 
 
 def test_unknown_recipe_lists_every_recipe(capsys):
@@ -80,7 +83,7 @@ def test_unknown_key_under_a_recipe_is_named(capsys):
 
 def test_a_recipe_that_needs_more_gpus_than_the_node_fails_validation():
     with pytest.raises(ConfigError, match="GPUs"):
-        load_config(["+recipe=bfcl_qwen3_14b", "rollout.num_workers=2"])
+        load_config(["+recipe=bfcl_qwen3_14b", "rollout.num_workers=2", GPU_NODE])
 
 
 # ---- the memory estimate, by hand
@@ -108,7 +111,7 @@ def test_model_shape_from_table_name_or_local_config(tmp_path):
 
 
 def test_memory_estimate_for_qwen3_8b_by_hand():
-    cfg = load_config(["+recipe=bfcl_qwen3_8b"])
+    cfg = load_config(["+recipe=bfcl_qwen3_8b", GPU_NODE])
     shape = MODEL_SHAPES["qwen3-8b"]
     actor = actor_memory(cfg, shape)
     assert actor.state == pytest.approx(8.19e9 * 16 / 4)  # fp32 param + grad + 2 Adam moments over 4 ranks

@@ -1,6 +1,8 @@
 """Weight sync: after an FSDP2 update, the vLLM rollout worker generates exactly what transformers generates
 with the actor's new weights; and a rollout that missed the sync is caught by the log-prob check."""
 
+import os
+
 import pytest
 import ray
 import torch
@@ -13,12 +15,13 @@ from rest.trainer.cluster import create_worker_groups, start_ray
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    cfg = load_config(["+recipe=tiny_cpu", "actor.lr=1e-4", f"trainer.run_dir={tmp_path_factory.mktemp('run')}"])
-    model_path = str(resolve_model_path(cfg.model.path))
-    start_ray(cfg)
-    groups = create_worker_groups(cfg, model_path, total_steps=1)
+@pytest.fixture(scope="module", params=["inline", "separate"])
+def stack(request, tmp_path_factory):
+    """The tiny CPU stack with vLLM's engine core in the rollout actor (the CPU default) or in its own process
+    (the GPU default, where weights travel as safetensors files in rollout.weight_sync_dir)."""
+    shm = tmp_path_factory.mktemp("shm")
+    cfg, groups = start_stack(tmp_path_factory.mktemp("run"), f"rollout.engine_process={request.param}",
+                              f"rollout.weight_sync_dir={shm}")
     yield cfg, groups
     groups.actor.shutdown()
     ray.shutdown()
@@ -39,6 +42,18 @@ def one_update(cfg, groups, prompts):
     batch["advantages"] = torch.randn(len(flat), 1).expand_as(batch["response_mask"]).contiguous()
     groups.actor.update_policy(batch)
     return batch
+
+
+def start_stack(run_dir, *overrides):
+    cfg = load_config(["+recipe=tiny_cpu", "actor.lr=1e-4", f"trainer.run_dir={run_dir}", *overrides])
+    start_ray(cfg)
+    return cfg, create_worker_groups(cfg, str(resolve_model_path(cfg.model.path)), total_steps=1)
+
+
+def actor_only(stack):
+    """The tests of the actor's update need one engine mode: skip the second (it costs slow steps)."""
+    if stack[0].rollout.engine_process != "inline":
+        pytest.skip("the actor update does not depend on the engine process; tested with the inline engine")
 
 
 def test_vllm_matches_transformers_after_update(stack, tmp_path):
@@ -64,9 +79,11 @@ def test_vllm_matches_transformers_after_update(stack, tmp_path):
         expected.append(out[0, len(prompt):].tolist())
     assert after == [e[: len(a)] for a, e in zip(after, expected)]
     assert after != before  # the update changed the policy, and vLLM follows it
+    assert not any(os.scandir(cfg.rollout.weight_sync_dir))  # files of a separate engine's sync are removed
 
 
 def test_missed_sync_shows_in_logprob_diff(stack):
+    actor_only(stack)
     cfg, groups = stack
     prompts = [[9707, 11, 1879, 0], [40, 1079, 264, 5392]]
     one_update(cfg, groups, prompts)  # actor moves; the rollout is NOT synced
@@ -82,6 +99,7 @@ def test_missed_sync_shows_in_logprob_diff(stack):
 
 def test_update_moves_log_probs_in_the_direction_of_the_advantage(stack):
     """The sign and scale of the whole update path (loss, aggregation over ranks, FSDP gradients, AdamW)."""
+    actor_only(stack)
     cfg, groups = stack
     prompts = [[9707, 11, 1879, 0], [40, 1079, 264, 5392]]
     n = cfg.rollout.n

@@ -38,3 +38,35 @@ def test_a_missing_rank_is_an_error_not_a_partial_model():
     rank0 = {"rank": 0, "world_size": 2, "entries": entries, "data": [_pack(torch.ones(2, 1))]}
     with pytest.raises(ValueError, match="all 2 actor ranks"):
         list(assemble_weights([rank0]))
+
+
+def test_safetensors_shards_hold_every_name_once_within_the_size_bound(tmp_path):
+    from safetensors.torch import load_file
+
+    from workers.weight_sync import write_safetensors_shards
+
+    embed, norm, layer = torch.randn(8, 4), torch.randn(4), torch.randn(4, 4)  # 128, 16 and 64 bytes
+    weights = [("model.embed_tokens.weight", embed), ("lm_head.weight", embed), ("model.norm.weight", norm),
+               ("model.layers.0.w", layer)]
+    paths = write_safetensors_shards(weights, str(tmp_path / "sync"), max_shard_bytes=200)
+    files = [load_file(p) for p in paths]
+    # 128 + 128 > 200 starts a second shard at the tied copy; 128 + 16 + 64 > 200 a third
+    assert [sorted(f) for f in files] == [["model.embed_tokens.weight"], ["lm_head.weight", "model.norm.weight"],
+                                          ["model.layers.0.w"]]
+    loaded = {k: v for f in files for k, v in f.items()}
+    assert torch.equal(loaded["lm_head.weight"], embed) and torch.equal(loaded["model.embed_tokens.weight"], embed)
+    assert torch.equal(loaded["model.layers.0.w"], layer)
+
+
+def test_tied_names_in_one_shard_are_written_as_copies(tmp_path):
+    from safetensors.torch import load_file
+
+    from workers.weight_sync import write_safetensors_shards
+
+    embed = torch.randn(3, 2)
+    export = export_state({"lm.model.embed_tokens.weight": embed}, rank=0, world_size=1, dtype=torch.float32,
+                          strip_prefix="lm.", aliases={"lm_head.weight": "model.embed_tokens.weight"})
+    (path,) = write_safetensors_shards(assemble_weights([export]), str(tmp_path / "sync"))
+    loaded = load_file(path)  # safetensors refuses two names of one storage; the writer copies the second
+    assert sorted(loaded) == ["lm_head.weight", "model.embed_tokens.weight"]
+    assert torch.equal(loaded["lm_head.weight"], embed)
