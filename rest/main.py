@@ -18,7 +18,6 @@ def run(cfg) -> None:
     from rest.trainer.loop import Trainer
     from rest.trainer.task import prompt_sets
     from rest.trainer.validation import Validator
-    from rest.tooluse.reward import build_reward_fn
 
     model_path = str(resolve_model_path(cfg.model.path))
     tokenizer = load_tokenizer(model_path)
@@ -35,7 +34,7 @@ def run(cfg) -> None:
 
     start_ray(cfg)
     groups = create_worker_groups(cfg, model_path, total_steps)
-    validator = Validator(cfg, groups.rollout, tokenizer, val, build_reward_fn(cfg.algorithm.reward))
+    validator = Validator(cfg, groups.rollout, tokenizer, val)
     Trainer(cfg, groups, tokenizer, train, validator, total_steps).fit()
     groups.actor.shutdown()
 

@@ -84,6 +84,16 @@ def check_resources(cfg: RestConfig) -> None:
                  "trainer.placement=colocated needs rollout.num_workers <= actor.num_workers")
 
 
+def check_validation(cfg: RestConfig) -> None:
+    val = cfg.validation
+    _require(val.limit >= 1, f"validation.limit must be >= 1, got {val.limit}")
+    _require(val.task_limit is None or val.task_limit >= 1,
+             f"validation.task_limit must be >= 1 or null (the whole split), got {val.task_limit}")
+    _require(val.pass_k >= 0, f"validation.pass_k must be >= 0 (0: off), got {val.pass_k}")
+    _require(val.pass_k == 0 or val.pass_n >= val.pass_k,
+             f"validation.pass_n = {val.pass_n} samples per item must be >= validation.pass_k = {val.pass_k}")
+
+
 def validate(cfg: RestConfig) -> None:
     _choice(cfg.trainer.device, "trainer.device", ("cpu", "cuda"))
     _choice(cfg.trainer.placement, "trainer.placement", ("separate", "colocated"))
@@ -108,6 +118,7 @@ def validate(cfg: RestConfig) -> None:
     _require("apibank" not in cfg.validation.benchmarks or bool(cfg.validation.apibank_dir),
              "validation.apibank_dir is required when validation.benchmarks includes apibank")
     _choice(cfg.validation.bfcl_version, "validation.bfcl_version", ("v3", "v4"))
+    check_validation(cfg)
     check_batch_sizes(cfg)
     check_resources(cfg)
     for section in (cfg.algorithm, cfg.data):

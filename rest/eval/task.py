@@ -182,5 +182,27 @@ def summary_line(metrics: dict[str, float], step: int | None = None, prefix: str
     parts.append(f"reward_unscheduled {metrics[f'{prefix}/reward_unscheduled']:.3f}")
     parts += [f"{key[len(prefix) + 1:]} {value:.3f}" for key, value in metrics.items()
               if key.startswith(f"{prefix}/pass_at_") and key.count("/") == prefix.count("/") + 1]
-    head = "val" if step is None else f"val step {step}"
+    head = "held-out" if step is None else f"val step {step}"
     return f"{head}: n={int(metrics[f'{prefix}/n'])} " + " | ".join(parts)
+
+
+def evaluate_task(backend, data, limit: int | None = None) -> tuple[dict[str, float], list]:
+    """Greedy answers of `backend` (rest.eval.backends) to the held-out split of `data` (a DataConfig: the
+    split the trainer validates on when the data settings match) -> (metrics as `aggregate` names them,
+    exact-match CategoryScores: overall then per kind, with the first few failures for reading)."""
+    from rest.data import load_examples
+    from rest.eval.report import CategoryScore
+
+    _, val, _ = load_examples(data)
+    val = val[:limit]
+    tools = [ex.tools if data.prompt_format == "hermes" else None for ex in val]
+    texts = backend.generate([ex.messages for ex in val], tools, [ex.ground_truth for ex in val])
+    scores = [score_item(text, ex.ground_truth, data.prompt_format) for text, ex in zip(texts, val)]
+    categories = {name: CategoryScore(name) for name in ("overall", *KINDS)}
+    for item, text, ex in zip(scores, texts, val):
+        for name in ("overall", item.kind):
+            categories[name].total += 1
+            categories[name].correct += item.exact_match
+            if not item.exact_match and len(categories[name].errors) < 5:
+                categories[name].errors.append({"uid": ex.uid, "gold": ex.ground_truth, "output": text[-500:]})
+    return aggregate(scores), list(categories.values())

@@ -66,7 +66,7 @@ class Trainer:
             self._resume(resume_dir)
         tracker = Tracker(cfg.trainer.loggers, cfg.trainer.run_dir, cfg.trainer.project_name,
                           cfg.trainer.experiment_name, asdict(cfg), cfg.trainer.wandb_mode, resume_step=self.step)
-        if cfg.trainer.val_before_train and self.step == 0:
+        if cfg.trainer.val_before_train and cfg.trainer.test_freq and self.step == 0:
             tracker.log(self.validator.run(self.step), step=0)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step",
                    disable=not cfg.trainer.progress_bar, dynamic_ncols=True)
