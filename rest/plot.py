@@ -83,6 +83,7 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, panels: tuple[Panel
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # color: the series; line style: the run
     for ax, panel in zip(axes.flat, panels):
@@ -102,6 +103,7 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, panels: tuple[Panel
         if panel.ylim:
             ax.set_ylim(*panel.ylim)
         ax.set_title(panel.title, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
