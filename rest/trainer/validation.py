@@ -27,7 +27,7 @@ class Validator:
         self.cfg, self.rollout, self.tokenizer = cfg, rollout_group, tokenizer
         self.items = val.items[: cfg.validation.task_limit]
         self.max_tokens = cfg.validation.max_response_length or cfg.data.max_response_length
-        if "task" in cfg.validation.benchmarks:
+        if cfg.trainer.test_freq and "task" in cfg.validation.benchmarks:
             print(describe_split(self.items), flush=True)
 
     def generate_texts(self, prompt_ids: list[list[int]]) -> list[str]:
