@@ -89,4 +89,7 @@ def exact_match_change(history: list[dict], key: str = "val/task/exact_match") -
     first, last = rows[0], rows[-1]
     n = first.get("val/task/n")
     size = f" (n={int(n)})" if n is not None else ""
-    return f"held-out exact_match: step {first['step']} {first[key]:.3f} -> step {last['step']} {last[key]:.3f}{size}"
+    change = f"step {first['step']} {first[key]:.3f}"
+    if last is not first:
+        change += f" -> step {last['step']} {last[key]:.3f}"
+    return f"held-out exact_match: {change}{size}"

@@ -25,6 +25,7 @@ def test_validation_steps_print_the_split_and_the_run_ends_with_before_and_after
 
 def test_exact_match_change_needs_a_validation():
     assert exact_match_change([{"step": 1, "critic/reward_mean": 0.1}]) is None
+    assert exact_match_change([{"step": 3, "val/task/exact_match": 0.25}]) == "held-out exact_match: step 3 0.250"
 
 
 def test_resume_drops_lines_after_the_checkpoint(tmp_path):
