@@ -20,7 +20,6 @@ def run(cfg) -> None:
     from rest.trainer.loop import Trainer
     from rest.data.prompt_set import prompt_sets
     from rest.trainer.validation import Validator
-    from rest.tooluse.reward import build_reward_fn
 
     model_path = str(resolve_model_path(cfg.model.path))
     tokenizer = load_tokenizer(model_path)
@@ -38,7 +37,7 @@ def run(cfg) -> None:
     check_writable(cfg.trainer.run_dir)  # before any worker starts: a run that cannot save must not train
     start_ray(cfg)
     groups = create_worker_groups(cfg, model_path, total_steps)
-    validator = Validator(cfg, groups.rollout, tokenizer, val, build_reward_fn(cfg.algorithm.reward))
+    validator = Validator(cfg, groups.rollout, tokenizer, val)
     Trainer(cfg, groups, tokenizer, train, validator, total_steps).fit()
     groups.actor.shutdown()
 

@@ -86,12 +86,18 @@ class BatchDataConfig(DataConfig):
     max_prompt_length: int = 512
     max_response_length: int = 64
     shuffle: bool = True
+    embedded_val_size: int = 256  # held-out problems: exact match on 256 items has a std error <= 0.031
 
 
 @dataclass
 class ValidationConfig:
     benchmarks: list[str] = field(default_factory=lambda: ["task"])  # task | apibank | bfcl
-    limit: int = 32  # entries per benchmark/category
+    limit: int = 32  # entries per category of the harness benchmarks (apibank, bfcl)
+    task_limit: Optional[int] = None  # task items scored (null: the whole validation split)
+    # pass@k of the task from pass_n responses per item sampled at rollout.temperature (0: off); costs pass_n
+    # extra generations per item at every validation, about pass_n times the greedy pass
+    pass_k: int = 0
+    pass_n: int = 8
     max_response_length: Optional[int] = None  # defaults to data.max_response_length
     # longest validation prompt the engine accepts (sizes vLLM's max_model_len together with the response
     # lengths); null: data.max_prompt_length. A longer prompt is not sent: it counts as a failed answer and
@@ -118,7 +124,7 @@ class TrainerConfig:
     save_final: bool = True
     max_checkpoints_to_keep: Optional[int] = None  # null: keep all; else the newest k (the latest always)
     test_freq: int = 0  # validate every k steps (0: never)
-    val_before_train: bool = False
+    val_before_train: bool = True  # validate at step 0 too (when test_freq > 0), so the curve starts untrained
     resume: str = "auto"  # auto | disable | a checkpoint dir
     project_name: str = "rest"
     experiment_name: str = "demo"

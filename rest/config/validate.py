@@ -158,6 +158,16 @@ def check_fault_handling(cfg: RestConfig) -> None:
     _choice(trainer.crash_in, "trainer.crash_in", ("step", "save", "rollout", "actor"))
 
 
+def check_validation(cfg: RestConfig) -> None:
+    val = cfg.validation
+    _require(val.limit >= 1, f"validation.limit must be >= 1, got {val.limit}")
+    _require(val.task_limit is None or val.task_limit >= 1,
+             f"validation.task_limit must be >= 1 or null (the whole split), got {val.task_limit}")
+    _require(val.pass_k >= 0, f"validation.pass_k must be >= 0 (0: off), got {val.pass_k}")
+    _require(val.pass_k == 0 or val.pass_n >= val.pass_k,
+             f"validation.pass_n = {val.pass_n} samples per item must be >= validation.pass_k = {val.pass_k}")
+
+
 def validate(cfg: RestConfig) -> None:
     _choice(cfg.trainer.device, "trainer.device", ("cpu", "cuda"))
     _choice(cfg.trainer.placement, "trainer.placement", ("separate", "colocated"))
@@ -188,6 +198,7 @@ def validate(cfg: RestConfig) -> None:
     _choice(cfg.validation.on_error, "validation.on_error", ("warn", "error"))
     check_fault_handling(cfg)
     _choice(cfg.model.attn_implementation, "model.attn_implementation", ("sdpa", "eager", "flash_attention_2"))
+    check_validation(cfg)
     check_batch_sizes(cfg)
     check_resources(cfg)
     check_runnable(cfg)

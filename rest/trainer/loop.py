@@ -77,7 +77,7 @@ class Trainer:
                           cfg.trainer.experiment_name, asdict(cfg), cfg.trainer.wandb_mode, resume_step=self.step)
         if resume_dir is not None:
             self._log_checkpoint_row(tracker, resume_dir)
-        if cfg.trainer.val_before_train and self.step == 0:
+        if cfg.trainer.val_before_train and cfg.trainer.test_freq and self.step == 0:
             tracker.log(self._validate(), step=0)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step",
                    disable=not cfg.trainer.progress_bar, dynamic_ncols=True)

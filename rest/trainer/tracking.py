@@ -1,22 +1,25 @@
 """Where metrics go: console, a JSONL file in the run folder, wandb (offline unless configured), and a PNG
-plot of the curves people look at first (reward, response length, entropy) at the end of the run."""
+plot of the curves people look at first (rest.plot's panels: reward, response length, entropy, held-out exact
+match, per-region entropy and weight) at the end of the run.
+
+On the console every validation also gets one line with the held-out task metrics split by item kind, and the
+end of the run prints the held-out exact match before and after training."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
+from rest.eval.task import summary_line
+from rest.plot import plot_runs
 
 CONSOLE_KEYS = (
     "critic/reward_mean", "response_length/mean", "actor/entropy", "actor/pg_loss", "actor/grad_norm",
-    "rollout/logprob_diff_max", "val/task/reward_mean", "timing_s/step", "perf/tokens_per_s",
+    "rollout/logprob_diff_max", "val/task/exact_match", "timing_s/step", "perf/tokens_per_s",
 )
-PLOT_KEYS = (("critic/reward_mean", "mean reward"), ("response_length/mean", "response length (tokens)"),
-             ("actor/entropy", "policy entropy (nats)"))
 
 
 class Tracker:
@@ -54,6 +57,10 @@ class Tracker:
             shown = " | ".join(f"{k}={_fmt(metrics[k])}" for k in CONSOLE_KEYS if k in metrics)
             tqdm.write(f"step {step}: {shown}", file=sys.stdout)  # above the progress bar, which is redrawn
             sys.stdout.flush()
+            line = summary_line(metrics, step)
+            if line:
+                tqdm.write(line, file=sys.stdout)
+                sys.stdout.flush()
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
@@ -63,7 +70,12 @@ class Tracker:
         return [json.loads(line) for line in self.jsonl_path.read_text().splitlines() if line.strip()]
 
     def finish(self) -> Path | None:
-        plot = plot_curves(self.history(), self.run_dir / "curves.png")
+        history = self.history()
+        if "console" in self.loggers:
+            line = exact_match_change(history)
+            if line:
+                print(line, flush=True)
+        plot = plot_runs({"": history}, self.run_dir / "curves.png")
         if self.wandb is not None:
             self.wandb.finish()
         return plot
@@ -73,23 +85,15 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def plot_curves(history: list[dict], path: Path) -> Path | None:
-    if not history:
+def exact_match_change(history: list[dict], key: str = "val/task/exact_match") -> str | None:
+    """`held-out exact_match: step 0 0.312 -> step 30 0.305 (n=256)`: the first and last validation."""
+    rows = [row for row in history if key in row]
+    if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(PLOT_KEYS), figsize=(5 * len(PLOT_KEYS), 3.6))
-    for ax, (key, label) in zip(axes, PLOT_KEYS):
-        points = [(h["step"], h[key]) for h in history if key in h and math.isfinite(h[key])]
-        if points:
-            ax.plot(*zip(*points), marker="o", markersize=3)
-        ax.set_title(label)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    first, last = rows[0], rows[-1]
+    n = first.get("val/task/n")
+    size = f" (n={int(n)})" if n is not None else ""
+    change = f"step {first['step']} {first[key]:.3f}"
+    if last is not first:
+        change += f" -> step {last['step']} {last[key]:.3f}"
+    return f"held-out exact_match: {change}{size}"

@@ -1,58 +1,102 @@
-"""The periodic validation hook: greedy generation with the current rollout weights, scored by name.
+"""The periodic validation hook: generation with the current rollout weights, scored by name.
 
-`task` scores the validation split of the training data with the training reward; `apibank` and `bfcl` run
-the evaluation harness (`rest.eval`) through the same rollout workers.
+`task` scores the held-out split of the training data with fixed-meaning metrics (`rest.eval.task`: exact
+match, format, names, split by item kind; the same numbers `python -m rest.eval task` gives for a checkpoint)
+on greedy answers, and optionally pass@k on sampled ones; `apibank` and `bfcl` run the evaluation harness
+(`rest.eval`) through the same rollout workers. Every validation is timed as `timing_s/validation`.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from collections import Counter
+
+from rest.data.example import ground_truth_calls
 from rest.data.prompt_set import PromptSet
 from rest.data.prompts import encode_prompt
+from rest.eval.task import KINDS, item_kind, pass_at_k_metrics, task_metrics
+from rest.trainer.timing import PhaseTimer
+from workers.rollout import PROMPT_OVERFLOW, sample_seed
+
+# the sampled responses for pass@k use the same seeds at every validation (step 0 of the seed scheme, which
+# training never uses), so a change between validations comes from the weights, not from the draw
+PASS_AT_K_SEED_STEP = 0
 
 
 class Validator:
-    def __init__(self, cfg, rollout_group, tokenizer, val: PromptSet, reward_fn):
-        self.cfg, self.rollout, self.tokenizer, self.val, self.reward_fn = cfg, rollout_group, tokenizer, val, reward_fn
+    def __init__(self, cfg, rollout_group, tokenizer, val: PromptSet):
+        self.cfg, self.rollout, self.tokenizer = cfg, rollout_group, tokenizer
+        self.items = val.items[: cfg.validation.task_limit]
         self.max_tokens = cfg.validation.max_response_length or cfg.data.max_response_length
+        if cfg.trainer.test_freq and "task" in cfg.validation.benchmarks:
+            print(describe_split(self.items), flush=True)
 
     def generate_texts(self, prompt_ids: list[list[int]]) -> list[str]:
-        seeds = [[0] for _ in prompt_ids]
-        groups = self.rollout.generate(prompt_ids, seeds, self.max_tokens, True)
-        return [self.tokenizer.decode(g[0].token_ids, skip_special_tokens=True) for g in groups]
+        return [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in self._greedy(prompt_ids)]
 
-    def generate_chat(self, conversations: list[list[dict]], tools: list | None = None) -> list[str]:
+    def _greedy(self, prompt_ids: list[list[int]]):
+        groups = self.rollout.generate(prompt_ids, [[0] for _ in prompt_ids], self.max_tokens, True)
+        return [g[0] for g in groups]
+
+    def generate_chat(self, conversations: list[list[dict]], tools: list | None = None,
+                      overflow_as_none: bool = False) -> list[str | None]:
         """The harness's generate function: chat messages in, response texts out; `tools` holds one tool
-        list per conversation (None where the prompt carries its tools, as in the ToolRL format)."""
+        list per conversation (None where the prompt carries its tools, as in the ToolRL format). A prompt
+        that does not fit the engine's context gets "" (a wrong answer), or None with `overflow_as_none`,
+        which the BFCL harness counts as `prompt_overflow`."""
         tools = tools or [None] * len(conversations)
         ids = [encode_prompt(self.tokenizer, messages, t, self.cfg.data.prompt_format)
                for messages, t in zip(conversations, tools)]
-        return self.generate_texts(ids)
+        return [None if overflow_as_none and s.finish_reason == PROMPT_OVERFLOW
+                else self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in self._greedy(ids)]
 
     def run(self, step: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        for benchmark in self.cfg.validation.benchmarks:
-            if benchmark == "task":
-                metrics.update(self._task(step))
-            else:
-                from rest.eval import run_validation
+        timer = PhaseTimer()
+        with timer.phase("validation"):
+            for benchmark in self.cfg.validation.benchmarks:
+                if benchmark == "task":
+                    metrics.update(self._task(timer))
+                else:
+                    from rest.eval import run_validation
 
-                val = self.cfg.validation
-                options = {"apibank": {"data_dir": val.apibank_dir},
-                           "bfcl": {"version": val.bfcl_version, "categories": val.bfcl_categories}}[benchmark]
-                metrics.update(run_validation(benchmark, self.generate_chat, val.limit,
-                                              prompt_format=self.cfg.data.prompt_format, **options))
+                    val = self.cfg.validation
+                    options = {"apibank": {"data_dir": val.apibank_dir},
+                               "bfcl": {"version": val.bfcl_version, "categories": val.bfcl_categories}}[benchmark]
+                    generate = functools.partial(self.generate_chat, overflow_as_none=benchmark == "bfcl")
+                    metrics.update(run_validation(benchmark, generate, val.limit,
+                                                  prompt_format=self.cfg.data.prompt_format, **options))
+        return {**metrics, **timer.metrics()}
+
+    def _task(self, timer: PhaseTimer) -> dict[str, float]:
+        if not self.items:
+            return {}
+        prompt_format, val = self.cfg.data.prompt_format, self.cfg.validation
+        prompt_ids = [p.prompt_ids for p in self.items]
+        ground_truths = [p.ground_truth for p in self.items]
+        with timer.phase("validation_greedy"):
+            samples = self._greedy(prompt_ids)
+        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
+        metrics = task_metrics(zip(texts, ground_truths), prompt_format)
+        metrics["val/task/response_length/mean"] = sum(len(s.token_ids) for s in samples) / len(samples)
+        metrics["val/task/truncated"] = sum(s.finish_reason == "length" for s in samples) / len(samples)
+        if val.pass_k:
+            seeds = [[sample_seed(self.cfg.trainer.seed, PASS_AT_K_SEED_STEP, i, j) for j in range(val.pass_n)]
+                     for i in range(len(prompt_ids))]
+            with timer.phase("validation_pass_at_k"):
+                groups = self.rollout.generate(prompt_ids, seeds, self.max_tokens, False)
+            sampled = [[self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in g] for g in groups]
+            metrics.update(pass_at_k_metrics(sampled, ground_truths, val.pass_k, prompt_format))
         return metrics
 
-    def _task(self, step: int) -> dict[str, float]:
-        items = self.val.items[: self.cfg.validation.limit]
-        if not items:
-            return {}
-        texts = self.generate_texts([p.prompt_ids for p in items])
-        progress = 1.0
-        scores = [self.reward_fn(t, p.ground_truth, step, progress)
-                  for t, p in zip(texts, items)]
-        return {
-            "val/task/reward_mean": sum(s["total"] for s in scores) / len(scores),
-            "val/task/format_mean": sum(s["format"] for s in scores) / len(scores),
-            "val/task/correctness_mean": sum(s["correctness"] for s in scores) / len(scores),
-        }
+
+def describe_split(items) -> str:
+    """One line on the held-out split: its size, kinds, and how precise an exact-match rate on it is."""
+    kinds = Counter(item_kind(len(ground_truth_calls(p.ground_truth))) for p in items)
+    n = len(items)
+    line = (f"validation: {n} held-out task items ("
+            + ", ".join(f"{kind} {kinds[kind]}" for kind in KINDS) + ")")
+    if n:
+        line += f"; an exact-match rate on them has a standard error <= {0.5 / math.sqrt(n):.3f}"
+    return line

@@ -105,7 +105,8 @@ class FailingValidator:
 
 def make_trainer(tmp_path, *overrides, validator=None, total_steps=4):
     cfg = load_config(["+recipe=tiny_cpu", f"trainer.run_dir={tmp_path}", "trainer.progress_bar=false",
-                       "trainer.loggers=[jsonl]", "trainer.export_hf=false", *overrides])
+                       "trainer.loggers=[jsonl]", "trainer.export_hf=false",
+                       "trainer.val_before_train=false", *overrides])
     groups = SimpleNamespace(actor=FakeActor(), rollout=SimpleNamespace(load_weights=lambda refs: None))
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=0)
     trainer = Trainer(cfg, groups, tokenizer, list(range(16)), validator or FailingValidator(), total_steps)

@@ -25,11 +25,16 @@ def run_main(run_dir: Path, *overrides: str, expect: int = 0) -> subprocess.Comp
     return proc
 
 
-def metrics(run_dir: Path) -> list[dict]:
+def all_rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-RESUMABLE = ("trainer.total_steps=4", "trainer.save_freq=2", "trainer.test_freq=2", "validation.limit=4")
+def metrics(run_dir: Path) -> list[dict]:
+    """The training steps' rows (a step-0 row holds only the validation before training)."""
+    return [row for row in all_rows(run_dir) if row["step"] > 0]
+
+
+RESUMABLE = ("trainer.total_steps=4", "trainer.save_freq=2", "trainer.test_freq=2", "validation.task_limit=4")
 PHASES = ("gen", "reward", "old_log_prob", "adv", "update_actor", "sync")
 
 
@@ -51,8 +56,10 @@ def test_run_logs_every_step_with_a_tight_weight_sync(uninterrupted):
         assert row["perf/tokens_per_s"] > 0
         assert "rest/weight/format" in row and "rest/entropy/cot" in row
     assert "rollout/logprob_diff_max=" in proc.stdout  # console logger
-    assert "val/task/reward_mean" in rows[1] and "val/task/reward_mean" in rows[3]  # validation every 2 steps
-    assert "val/task/reward_mean" not in rows[0]
+    assert "val/task/exact_match" in rows[1] and "val/task/exact_match" in rows[3]  # validation every 2 steps
+    assert "val/task/exact_match" not in rows[0]
+    assert all_rows(run_dir)[0]["step"] == 0 and all_rows(run_dir)[0]["val/task/n"] == 4  # val_before_train
+    assert "val step 0: n=4 exact_match" in proc.stdout and "held-out exact_match: step 0" in proc.stdout
     assert (run_dir / "curves.png").stat().st_size > 0
     assert (run_dir / "hf" / "model.safetensors").exists() and (run_dir / "hf" / "tokenizer.json").exists()
     # the policy moved: the sync check held although weights changed after every step
@@ -72,14 +79,14 @@ def test_kill_and_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
         assert a["response_length/mean"] == b["response_length/mean"]  # same prompts, same samples
         assert a["critic/reward_mean"] == pytest.approx(b["critic/reward_mean"], abs=1e-6)
         assert a["actor/pg_loss"] == pytest.approx(b["actor/pg_loss"], rel=1e-3, abs=1e-5)
-        assert a.get("val/task/reward_mean") == pytest.approx(b.get("val/task/reward_mean"), abs=1e-6)
+        assert a.get("val/task/exact_match") == pytest.approx(b.get("val/task/exact_match"), abs=1e-6)
 
 
 @pytest.mark.parametrize(
     "overrides",
     [
         ["algorithm=rest_static"],
-        ["algorithm=grpo", "rollout.backend=hf", "trainer.test_freq=2", "validation.limit=1",
+        ["algorithm=grpo", "rollout.backend=hf", "trainer.test_freq=2", "validation.limit=1", "validation.task_limit=1",
          "validation.benchmarks=[task,bfcl]", "validation.bfcl_categories=[simple_python,multi_turn_base]"],
         ["algorithm=drgrpo", "trainer.placement=colocated"],
         ["algorithm=dapo", "algorithm.dynamic_sampling.max_tries=2", "trainer.loggers=[console,jsonl,wandb]"],
@@ -94,7 +101,7 @@ def test_presets_backends_and_placements_run(tmp_path, overrides):
         assert row["rollout/logprob_diff_max"] < 1e-3
         assert all(f"rest/share/{r}" in row for r in ("format", "name", "params", "cot", "other"))
     if "validation.benchmarks=[task,bfcl]" in overrides:  # the hook runs the BFCL harness in training
-        assert {"val/task/reward_mean", "val/bfcl/simple_python", "val/bfcl/multi_turn_base"} <= set(rows[1])
+        assert {"val/task/exact_match", "val/bfcl/simple_python", "val/bfcl/multi_turn_base"} <= set(rows[1])
     if "algorithm=dapo" in overrides:
         assert "dapo/tries" in rows[0]
         assert any((tmp_path / "wandb").glob("offline-run-*"))
