@@ -31,6 +31,7 @@ from rest.algo import objective
 from rest.algo.entropy import entropy_and_logprob_from_hidden
 from rest.config.schema import RestConfig
 from workers.dispatch import Dispatch, register
+from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
 from workers.packing import micro_batch_indices, pack_micro_batch, packed_attn_implementation
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -96,14 +97,15 @@ class FSDPActorWorker:
     # ---------------------------------------------------------------- set-up
     @register(Dispatch.ONE_TO_ALL)
     def init_model(self, model_path: str, total_steps: int) -> None:
-        from transformers import AutoModelForCausalLM
-
         cfg = self.cfg
         torch.manual_seed(cfg.trainer.seed)
         attn = cfg.model.attn_implementation
         if cfg.actor.use_remove_padding:
             attn = packed_attn_implementation(attn)
-        lm = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[cfg.model.dtype], attn_implementation=attn)
+        # with actor.load_on_rank0 only rank 0 reads the checkpoint; the others build on meta (workers.model_loading)
+        from_rank0 = cfg.actor.load_on_rank0 and self.world_size > 1
+        lm = build_causal_lm(model_path, DTYPES[cfg.model.dtype], attn, on_meta=from_rank0 and self.rank != 0)
+        full_state = full_state_for_broadcast(lm, prefix="lm.") if from_rank0 and self.rank == 0 else None
         if cfg.model.gradient_checkpointing:
             lm.gradient_checkpointing_enable()
         self.tied = bool(getattr(lm.config, "tie_word_embeddings", False))
@@ -118,7 +120,11 @@ class FSDPActorWorker:
             fully_shard(layer, **shard_kwargs)
         self.module = PolicyScorer(lm, cfg.actor.entropy_chunk_size, remove_padding=cfg.actor.use_remove_padding)
         fully_shard(self.module, **shard_kwargs)
-        if not cfg.actor.cpu_offload:
+        if from_rank0:
+            shard_device = torch.device("cpu") if cfg.actor.cpu_offload else self.device
+            load_sharded_from_rank0(self.module, full_state, shard_device)
+            del full_state
+        elif not cfg.actor.cpu_offload:
             self.module.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.module.parameters(), lr=cfg.actor.lr, weight_decay=cfg.actor.weight_decay,

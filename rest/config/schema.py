@@ -51,6 +51,9 @@ class ActorConfig:
     # form micro-batches by token count (prompt + response, unpadded) instead of ppo_micro_batch_size /
     # logprob_micro_batch_size sequences; at least data.max_prompt_length + data.max_response_length. null: by count
     max_tokens_per_micro_batch: Optional[int] = None
+    # only rank 0 reads the checkpoint; the other ranks build on the meta device and receive their shards (host
+    # RAM per rank ~ model / world instead of the whole model); no effect with one rank
+    load_on_rank0: bool = True
 
 
 @dataclass
