@@ -102,7 +102,7 @@ def score(scorer, batch: TensorDict, temperature: float = 0.9):
 
 
 @pytest.mark.parametrize("name, attn", [("tiny-qwen3", "sdpa"), ("tiny-qwen3", "eager"),
-                                        ("smollm2-135m-instruct", "sdpa")])
+                                        pytest.param("smollm2-135m-instruct", "sdpa", marks=pytest.mark.slow)])
 def test_packed_log_probs_and_entropies_equal_the_padded_forward(name, attn):
     torch.manual_seed(0)
     batch = random_batch(0, [7, 3, 12, 5], [4, 9, 0, 6])  # uneven, one empty response
@@ -180,3 +180,24 @@ def test_token_budget_micro_batches_give_the_fixed_size_loss_and_gradients(mode)
     assert budget_loss == pytest.approx(fixed_loss, abs=1e-6) and abs(fixed_loss) > 1e-4
     for name, grad in fixed_grads.items():
         torch.testing.assert_close(budget_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["actor.use_remove_padding=true", "actor.max_tokens_per_micro_batch=100"], "actor.max_tokens_per_micro_batch"),
+    (["actor.max_tokens_per_micro_batch=4096"], "actor.use_remove_padding"),
+    (["actor.use_remove_padding=true", "model.attn_implementation=flex_attention"], "model.attn_implementation"),
+])
+def test_packing_config_errors_name_the_key(overrides, key):
+    from rest.config.load import load_config
+    from rest.config.validate import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        load_config(["+recipe=tiny_cpu", *overrides])
+
+
+def test_a_token_budget_frees_the_micro_batch_size_from_dividing_the_mini_batch():
+    from rest.config.load import load_config
+
+    cfg = load_config(["+recipe=tiny_cpu", "actor.use_remove_padding=true", "actor.max_tokens_per_micro_batch=2048",
+                       "actor.ppo_micro_batch_size=3"])
+    assert cfg.actor.max_tokens_per_micro_batch == 2048 and cfg.actor.load_on_rank0
