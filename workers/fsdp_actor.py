@@ -4,7 +4,9 @@ Each rank holds a `fully_shard`-ed copy of the policy (one FSDP unit per decoder
 1/world of every batch. Log-probs and entropies are computed from the hidden states of the response positions
 only, chunk by chunk through the LM head (`rest.algo.entropy`), so no [tokens, vocab] fp32 tensor for a whole
 batch ever exists. The loss normaliser of each mini-batch is all-reduced first, so gradient accumulation over
-micro-batches and ranks gives exactly the loss of the whole mini-batch.
+micro-batches and ranks gives exactly the loss of the whole mini-batch; so micro-batches may be formed by token
+count (actor.max_tokens_per_micro_batch) and packed into one row without padding (actor.use_remove_padding,
+`workers.packing`). With actor.load_on_rank0 only rank 0 reads the checkpoint (`workers.model_loading`).
 """
 
 from __future__ import annotations
