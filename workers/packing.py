@@ -115,6 +115,22 @@ def token_budget_partition(lengths: list[int], max_tokens: int, min_parts: int =
     return [sorted(bins[k]) for k in order]
 
 
+def balance_over_ranks(lengths: list[int], world: int) -> list[int]:
+    """A row order whose `world` equal contiguous chunks (how the dispatch splits a batch over ranks) carry
+    balanced token counts: longest first, each row to the least loaded rank that still has room; within a
+    rank the rows keep their original order."""
+    if world <= 0 or len(lengths) % world:
+        raise ValueError(f"{len(lengths)} rows cannot be split evenly over {world} ranks")
+    room = len(lengths) // world
+    ranks: list[list[int]] = [[] for _ in range(world)]
+    loads = [0] * world
+    for i in sorted(range(len(lengths)), key=lambda k: (-lengths[k], k)):
+        r = min((r for r in range(world) if len(ranks[r]) < room), key=lambda r: (loads[r], r))
+        ranks[r].append(i)
+        loads[r] += lengths[i]
+    return [i for rank in ranks for i in sorted(rank)]
+
+
 def fixed_size_partition(rows: int, size: int) -> list[list[int]]:
     """The padded path's micro-batches: consecutive rows, `size` at a time."""
     return [list(range(start, min(start + size, rows))) for start in range(0, rows, size)]

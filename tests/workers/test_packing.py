@@ -12,6 +12,7 @@ from rest.algo import objective
 from rest.algo.config import AlgorithmConfig
 from rest.trainer.batch import build_batch
 from workers.packing import (
+    balance_over_ranks,
     fixed_size_partition,
     micro_batch_indices,
     pack_micro_batch,
@@ -67,6 +68,15 @@ def test_token_budget_partition_errors_name_the_problem():
     with pytest.raises(ValueError, match="cannot form 3"):
         token_budget_partition([3, 4], 10, min_parts=3)
     assert token_budget_partition([], 10) == []
+
+
+def test_balance_over_ranks_gives_each_rank_an_equal_count_and_close_token_loads():
+    # longest first to the lighter rank with room: 10 -> r0, 9 -> r1, 8 -> r1 (9 < 10), 1 -> r0, 1 -> r0, 1 -> r1
+    assert balance_over_ranks([10, 9, 8, 1, 1, 1], 2) == [0, 3, 4, 1, 2, 5]
+    # contiguous halves of [20, 20, 1, 1] would be 40 vs 2 tokens; balanced: 21 and 21
+    assert balance_over_ranks([20, 20, 1, 1], 2) == [0, 2, 1, 3]
+    with pytest.raises(ValueError, match="evenly over 2"):
+        balance_over_ranks([1, 2, 3], 2)
 
 
 def test_micro_batch_indices_without_a_budget_are_consecutive_rows():
