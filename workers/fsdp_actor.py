@@ -4,7 +4,9 @@ Each rank holds a `fully_shard`-ed copy of the policy (one FSDP unit per decoder
 1/world of every batch. Log-probs and entropies are computed from the hidden states of the response positions
 only, chunk by chunk through the LM head (`rest.algo.entropy`), so no [tokens, vocab] fp32 tensor for a whole
 batch ever exists. The loss normaliser of each mini-batch is all-reduced first, so gradient accumulation over
-micro-batches and ranks gives exactly the loss of the whole mini-batch.
+micro-batches and ranks gives exactly the loss of the whole mini-batch; so micro-batches may be formed by token
+count (actor.max_tokens_per_micro_batch) and packed into one row without padding (actor.use_remove_padding,
+`workers.packing`). With actor.load_on_rank0 only rank 0 reads the checkpoint (`workers.model_loading`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from rest.algo.entropy import entropy_and_logprob_from_hidden
 from rest.config.schema import RestConfig
 from rest.console import configure_logging
 from workers.dispatch import Dispatch, register
+from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
+from workers.packing import micro_batch_indices, pack_micro_batch, packed_attn_implementation
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -40,20 +44,28 @@ class PolicyScorer(nn.Module):
     """Root FSDP unit around the HF causal LM: its forward returns per-token log-prob and entropy of the
     response tokens, so the root's parameters (embeddings, LM head) are unsharded while the head is used."""
 
-    def __init__(self, lm: nn.Module, chunk_size: int):
+    def __init__(self, lm: nn.Module, chunk_size: int, remove_padding: bool = False):
         super().__init__()
         self.lm = lm
         self.chunk_size = chunk_size
+        self.remove_padding = remove_padding  # forward the micro-batch packed into one row (workers.packing)
 
     def forward(self, input_ids, attention_mask, position_ids, responses, response_mask, temperature: float):
-        hidden = self.lm.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        width = responses.shape[1]
-        hidden = hidden[:, -width - 1 : -1]  # position t predicts response token t
         selected = response_mask.bool()
+        if self.remove_padding:
+            packed = pack_micro_batch(input_ids, attention_mask, position_ids, response_mask)
+            hidden = self.lm.model(
+                input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False,
+                **packed.attention_kwargs(),
+            ).last_hidden_state[0, packed.hidden_index]
+        else:
+            hidden = self.lm.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+            width = responses.shape[1]
+            hidden = hidden[:, -width - 1 : -1][selected]  # position t predicts response token t
         entropy, logprob = entropy_and_logprob_from_hidden(
-            hidden[selected], self.lm.lm_head.weight, responses[selected], temperature, self.chunk_size
+            hidden, self.lm.lm_head.weight, responses[selected], temperature, self.chunk_size
         )
         full_entropy = torch.zeros(responses.shape, dtype=torch.float32, device=responses.device)
         full_logprob = torch.zeros(responses.shape, dtype=torch.float32, device=responses.device)
@@ -95,13 +107,15 @@ class FSDPActorWorker:
     # ---------------------------------------------------------------- set-up
     @register(Dispatch.ONE_TO_ALL)
     def init_model(self, model_path: str, total_steps: int) -> None:
-        from transformers import AutoModelForCausalLM
-
         cfg = self.cfg
         torch.manual_seed(cfg.trainer.seed)
-        lm = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=DTYPES[cfg.model.dtype], attn_implementation=cfg.model.attn_implementation
-        )
+        attn = cfg.model.attn_implementation
+        if cfg.actor.use_remove_padding:
+            attn = packed_attn_implementation(attn)
+        # with actor.load_on_rank0 only rank 0 reads the checkpoint; the others build on meta (workers.model_loading)
+        from_rank0 = cfg.actor.load_on_rank0 and self.world_size > 1
+        lm = build_causal_lm(model_path, DTYPES[cfg.model.dtype], attn, on_meta=from_rank0 and self.rank != 0)
+        full_state = full_state_for_broadcast(lm, prefix="lm.") if from_rank0 and self.rank == 0 else None
         if cfg.model.gradient_checkpointing:
             lm.gradient_checkpointing_enable()
         self.tied = bool(getattr(lm.config, "tie_word_embeddings", False))
@@ -114,9 +128,13 @@ class FSDPActorWorker:
             shard_kwargs["offload_policy"] = CPUOffloadPolicy()
         for layer in lm.model.layers:
             fully_shard(layer, **shard_kwargs)
-        self.module = PolicyScorer(lm, cfg.actor.entropy_chunk_size)
+        self.module = PolicyScorer(lm, cfg.actor.entropy_chunk_size, remove_padding=cfg.actor.use_remove_padding)
         fully_shard(self.module, **shard_kwargs)
-        if not cfg.actor.cpu_offload:
+        if from_rank0:
+            shard_device = torch.device("cpu") if cfg.actor.cpu_offload else self.device
+            load_sharded_from_rank0(self.module, full_state, shard_device)
+            del full_state
+        elif not cfg.actor.cpu_offload:
             self.module.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.module.parameters(), lr=cfg.actor.lr, weight_decay=cfg.actor.weight_decay,
@@ -127,6 +145,11 @@ class FSDPActorWorker:
         )
 
     # ---------------------------------------------------------------- compute
+    def _micro_batches(self, batch: TensorDict, size: int) -> list[list[int]]:
+        """Row indices of this rank's micro-batches: by token budget when actor.max_tokens_per_micro_batch is set
+        (the same count on every rank), else `size` consecutive rows."""
+        return micro_batch_indices(batch, self.cfg.actor.max_tokens_per_micro_batch, size)
+
     def _score(self, micro: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
         micro = micro.to(self.device)
         return self.module(
@@ -137,16 +160,16 @@ class FSDPActorWorker:
     @register(Dispatch.DP_COMPUTE)
     def compute_log_prob(self, batch: TensorDict) -> TensorDict:
         """Old-policy log-prob and entropy of every response token (zeros on padding)."""
-        logprobs, entropies = [], []
+        rows, width = batch.batch_size[0], batch["responses"].shape[1]
+        out = TensorDict({"old_log_prob": torch.zeros(rows, width), "entropy": torch.zeros(rows, width)},
+                         batch_size=batch.batch_size)
         self.module.eval()
         with torch.no_grad():
-            for micro in batch.split(self.cfg.actor.logprob_micro_batch_size):
-                logprob, entropy = self._score(micro)
-                logprobs.append(logprob.cpu())
-                entropies.append(entropy.cpu())
-        return TensorDict(
-            {"old_log_prob": torch.cat(logprobs), "entropy": torch.cat(entropies)}, batch_size=batch.batch_size
-        )
+            for index in self._micro_batches(batch, self.cfg.actor.logprob_micro_batch_size):
+                logprob, entropy = self._score(batch[torch.tensor(index)])
+                out["old_log_prob"][index] = logprob.cpu()
+                out["entropy"][index] = entropy.cpu()
+        return out
 
     def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
         value = value.detach().to(self.device, torch.float64).clone()
@@ -185,7 +208,8 @@ class FSDPActorWorker:
                 )
                 self.optimizer.zero_grad(set_to_none=True)
                 finite_loss = True
-                for micro in mini.split(cfg.actor.ppo_micro_batch_size):
+                for index in self._micro_batches(mini, cfg.actor.ppo_micro_batch_size):
+                    micro = mini[torch.tensor(index)]
                     logprob, entropy = self._score(micro)
                     micro = micro.to(self.device)
                     if fused:

@@ -45,6 +45,15 @@ class ActorConfig:
     entropy_chunk_size: int = 1024  # tokens per LM-head chunk (peak memory ~ chunk x vocab x 4 bytes)
     mixed_precision: str = "none"  # none | bf16
     cpu_offload: bool = False
+    # pack each micro-batch's sequences into one row without padding (flash-attn varlen on GPU, per-sequence SDPA
+    # on CPU); log-probs equal the padded forward's
+    use_remove_padding: bool = False
+    # form micro-batches by token count (prompt + response, unpadded) instead of ppo_micro_batch_size /
+    # logprob_micro_batch_size sequences; at least data.max_prompt_length + data.max_response_length. null: by count
+    max_tokens_per_micro_batch: Optional[int] = None
+    # only rank 0 reads the checkpoint; the other ranks build on the meta device and receive their shards (host
+    # RAM per rank ~ model / world instead of the whole model); no effect with one rank
+    load_on_rank0: bool = True
 
 
 @dataclass

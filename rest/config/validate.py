@@ -50,8 +50,19 @@ def check_batch_sizes(cfg: RestConfig) -> None:
     _require(rollout.num_threads >= 0, f"rollout.num_threads must be >= 0 (0: all cores), got {rollout.num_threads}")
     _require(actor.old_log_prob in ("auto", "recompute"),
              f"actor.old_log_prob must be auto or recompute, got {actor.old_log_prob!r}")
+    if actor.max_tokens_per_micro_batch is not None:
+        longest = data.max_prompt_length + data.max_response_length
+        _require(actor.max_tokens_per_micro_batch >= longest,
+                 f"actor.max_tokens_per_micro_batch = {actor.max_tokens_per_micro_batch} must hold the longest "
+                 f"sequence: data.max_prompt_length + data.max_response_length = {longest}")
+        _require(actor.use_remove_padding,
+                 "actor.max_tokens_per_micro_batch needs actor.use_remove_padding=true (a padded micro-batch costs "
+                 "its widest row times its rows, not its tokens)")
+    if actor.use_remove_padding:
+        _choice(cfg.model.attn_implementation, "model.attn_implementation (with actor.use_remove_padding)",
+                ("sdpa", "eager", "flash_attention_2", "flash_attention_3"))
     per_rank = mini_sequences // actor.num_workers
-    _require(per_rank % actor.ppo_micro_batch_size == 0,
+    _require(actor.max_tokens_per_micro_batch is not None or per_rank % actor.ppo_micro_batch_size == 0,
              f"actor.ppo_micro_batch_size = {actor.ppo_micro_batch_size} must divide the per-rank mini-batch "
              f"of {per_rank} sequences (actor.ppo_mini_batch_size x rollout.n / actor.num_workers)")
 

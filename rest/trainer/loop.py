@@ -25,6 +25,7 @@ from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator
 from rest.tooluse.regions import label_response
 from rest.tooluse.reward import build_reward_fn
+from workers.packing import balance_over_ranks
 from workers.rollout import Sample, sample_seed
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,12 @@ class Trainer:
         with timer.phase("step"):
             groups, sampling_metrics = self._rollout_and_score(progress, timer)
             rows = [(g, s, score) for g in groups for s, score in zip(g.samples, g.scores)]
-            rewards = torch.tensor([score["total"] for _, _, score in rows], dtype=torch.float32)
             group_ids = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples])
+            if cfg.actor.max_tokens_per_micro_batch:  # equal token loads per FSDP rank (rows are split in order)
+                order = balance_over_ranks([len(g.prompt.prompt_ids) + len(s.token_ids) for g, s, _ in rows],
+                                           cfg.actor.num_workers)
+                rows, group_ids = [rows[i] for i in order], group_ids[order]
+            rewards = torch.tensor([score["total"] for _, _, score in rows], dtype=torch.float32)
             with timer.phase("reward"):
                 regions = [label_response(s.token_ids, self.tokenizer) for _, s, _ in rows]
             batch = build_batch([g.prompt.prompt_ids for g, _, _ in rows], [s.token_ids for _, s, _ in rows],

@@ -1,0 +1,269 @@
+"""Padding removal and rank-0 loading on CPU: update step time and tokens/s padded vs packed, and host RAM at
+actor init with and without rank-0 loading.
+
+Not a test. Two measurements, side by side in one run:
+
+1. Step time. One actor update over --sequences sequences of a ToolRL-like length mix (prompt lengths uniform
+   in [200, 1500], response lengths uniform in [20, 600], random token ids, one fixed draw), run the way
+   `FSDPActorWorker.update_policy` runs a mini-batch on one rank (`workers.fsdp_actor.PolicyScorer` forward,
+   `rest.algo.objective.policy_loss` over the global denominator, backward per micro-batch, then AdamW),
+   without FSDP (one process):
+     padded  today's path: --micro-batch consecutive sequences per micro-batch, padded to their longest prompt
+             and longest response (sdpa with the padding mask);
+     packed  actor.use_remove_padding=true with actor.max_tokens_per_micro_batch=--max-tokens: token-budget
+             micro-batches, each packed into one row (per-sequence causal SDPA, `workers.packing`).
+   tokens/s counts real tokens (prompt + response, no padding); --repeats alternating timed steps, median.
+   The log-probs of the two paths are compared too (max |diff| over response tokens).
+
+2. Init RAM. Two processes in a gloo group build the FSDP2-sharded model the way `init_model` does (per-layer
+   `fully_shard` plus the root), either every rank from the checkpoint, or with rank-0 loading
+   (`workers.model_loading`); each rank reports its peak RSS (VmHWM) and its RSS before the build (after
+   importing torch/transformers and joining the group). Model: --model (fp32).
+
+Usage: python bench/packing.py [--model smollm2-135m-instruct] [--sequences 8] [--micro-batch 4]
+                               [--max-tokens 4096] [--repeats 2] [--threads 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT, median, reexec_with_allocator_env, table, write_section  # noqa: E402
+
+if __name__ == "__main__":
+    reexec_with_allocator_env()
+
+OUT = ROOT / "bench" / "out"
+PROMPT_RANGE, RESPONSE_RANGE = (200, 1500), (20, 600)
+
+
+# ------------------------------------------------------------------ 1. update step, padded vs packed
+def length_mix(sequences: int, seed: int, prompt_range=PROMPT_RANGE, response_range=RESPONSE_RANGE):
+    import random
+
+    rng = random.Random(seed)
+    return [(rng.randint(*prompt_range), rng.randint(*response_range)) for _ in range(sequences)]
+
+
+def make_batch(lengths, vocab: int, seed: int):
+    import torch
+
+    from rest.trainer.batch import build_batch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = lambda n: torch.randint(5, vocab, (n,), generator=g).tolist()  # noqa: E731
+    batch = build_batch([ids(p) for p, _ in lengths], [ids(r) for _, r in lengths],
+                        [[0.0] * r for _, r in lengths], pad_id=0)
+    mask = batch["response_mask"]
+    batch["advantages"] = torch.randn(mask.shape[0], 1, generator=g) * mask
+    batch["old_log_prob"] = -torch.rand(mask.shape, generator=g) * mask
+    return batch
+
+
+def update_step(scorer, optimizer, batch, parts, algo) -> tuple[float, "torch.Tensor"]:
+    import torch
+
+    from rest.algo import objective
+
+    start = time.perf_counter()
+    denominator = objective.loss_denominator(batch["response_mask"], None, algo)
+    optimizer.zero_grad(set_to_none=True)
+    logprobs = torch.zeros(batch["response_mask"].shape)
+    for index in parts:
+        index = torch.tensor(index)
+        micro = batch[index]
+        logprob, _ = scorer(micro["input_ids"], micro["attention_mask"], micro["position_ids"], micro["responses"],
+                            micro["response_mask"], 1.0)
+        loss, _ = objective.policy_loss(logprob, micro["old_log_prob"], micro["advantages"], micro["response_mask"],
+                                        None, algo, denominator=denominator)
+        loss.backward()
+        logprobs[index] = logprob.detach()
+    optimizer.step()
+    return time.perf_counter() - start, logprobs
+
+
+def measure_step(args) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rest.algo.config import AlgorithmConfig
+    from rest.models.cache import resolve_model_path
+    from workers.fsdp_actor import PolicyScorer
+    from workers.packing import fixed_size_partition, micro_batch_indices, packed_attn_implementation
+
+    torch.set_num_threads(args.threads)
+    path = resolve_model_path(args.model)
+    ranges = ((20, 150), (5, 60)) if args.quick else (PROMPT_RANGE, RESPONSE_RANGE)
+    lengths = length_mix(args.sequences, args.seed, *ranges)
+    algo = AlgorithmConfig()
+    paths = {}
+    for name, remove_padding in (("padded", False), ("packed", True)):
+        attn = packed_attn_implementation("sdpa") if remove_padding else "sdpa"
+        torch.manual_seed(0)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn)
+        scorer = PolicyScorer(lm, chunk_size=1024, remove_padding=remove_padding)
+        # lr 0: every step runs the same weights, so the two paths' log-probs stay comparable
+        optimizer = torch.optim.AdamW(scorer.parameters(), lr=0.0)
+        paths[name] = (scorer, optimizer)
+    batch = make_batch(lengths, paths["padded"][0].lm.config.vocab_size, args.seed)
+    parts = {"padded": fixed_size_partition(len(lengths), args.micro_batch),
+             "packed": micro_batch_indices(batch, args.max_tokens, args.micro_batch)}
+    times = {"padded": [], "packed": []}
+    logprobs = {}
+    for repeat in range(args.repeats):
+        for name in (("padded", "packed") if repeat % 2 == 0 else ("packed", "padded")):
+            seconds, logprobs[name] = update_step(*paths[name], batch, parts[name], algo)
+            times[name].append(seconds)
+            print(f"{name}: {seconds:.1f} s", flush=True)
+    mask = batch["response_mask"].bool()
+    tokens = int(batch["attention_mask"].sum())
+    padded_cells = sum(len(p) * (max(lengths[i][0] for i in p) + max(lengths[i][1] for i in p))
+                       for p in parts["padded"])
+    return {
+        "lengths": lengths, "tokens": tokens, "padded_cells": padded_cells,
+        "micro_batches": {k: len(v) for k, v in parts.items()}, "times": times,
+        "logprob_diff_max": float((logprobs["padded"] - logprobs["packed"]).abs()[mask].max()),
+    }
+
+
+# ------------------------------------------------------------------ 2. init RAM per rank
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def _init_rank(rank: int, world: int, port: int, model_path: str, from_rank0: bool, results) -> None:
+    import torch
+    import torch.distributed as dist
+    import transformers  # noqa: F401  (imported before the baseline, as in the worker)
+    from torch.distributed.fsdp import fully_shard
+
+    from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    baseline = _rss_kib("VmRSS")
+    start = time.perf_counter()
+    lm = build_causal_lm(model_path, torch.float32, "sdpa", on_meta=from_rank0 and rank != 0)
+    full = full_state_for_broadcast(lm) if from_rank0 and rank == 0 else None
+    for layer in lm.model.layers:
+        fully_shard(layer)
+    fully_shard(lm)
+    if from_rank0:
+        load_sharded_from_rank0(lm, full, torch.device("cpu"))
+        del full
+    dist.barrier()
+    seconds = time.perf_counter() - start
+    shard_bytes = sum(p.to_local().numel() * p.element_size() for p in lm.parameters())
+    results.put({"rank": rank, "baseline_kib": baseline, "peak_kib": _rss_kib("VmHWM"),
+                 "shard_bytes": shard_bytes, "seconds": seconds})
+    dist.destroy_process_group()
+
+
+def measure_init(model: str, world: int) -> list[dict]:
+    import torch.multiprocessing as mp
+
+    from rest.models.cache import resolve_model_path
+
+    path = str(resolve_model_path(model))
+    ctx = mp.get_context("spawn")
+    rows = []
+    for from_rank0 in (False, True):
+        results = ctx.Queue()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = [ctx.Process(target=_init_rank, args=(rank, world, port, path, from_rank0, results))
+                 for rank in range(world)]
+        for p in procs:
+            p.start()
+        answers = [results.get(timeout=600) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        for answer in sorted(answers, key=lambda a: a["rank"]):
+            rows.append({"load_on_rank0": from_rank0, **answer})
+    return rows
+
+
+# ------------------------------------------------------------------ report
+def model_bytes(model: str) -> int:
+    from safetensors import safe_open
+
+    from rest.models.cache import resolve_model_path
+
+    total = 0
+    for file in Path(resolve_model_path(model)).glob("*.safetensors"):
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():
+                sl = f.get_slice(key)
+                n = 1
+                for d in sl.get_shape():
+                    n *= d
+                total += n * 4  # fp32, as loaded
+    return total
+
+
+def report(args, step: dict, init: list[dict], full_bytes: int) -> str:
+    mib = lambda b: b / 2**20  # noqa: E731
+    t_pad, t_pack = median(step["times"]["padded"]), median(step["times"]["packed"])
+    tokens = step["tokens"]
+    rows = [["padded (today)", f"{args.micro_batch} sequences", step["micro_batches"]["padded"],
+             step["padded_cells"], t_pad, tokens / t_pad],
+            ["packed", f"<= {args.max_tokens} tokens", step["micro_batches"]["packed"], tokens, t_pack,
+             tokens / t_pack]]
+    lengths = step["lengths"]
+    body = [
+        f"**Update step** ({args.model}, fp32, {args.threads} torch threads, one process): {len(lengths)} sequences, "
+        f"{tokens} real tokens (prompts {min(p for p, _ in lengths)}-{max(p for p, _ in lengths)}, responses "
+        f"{min(r for _, r in lengths)}-{max(r for _, r in lengths)} tokens), forward + backward per micro-batch + "
+        f"AdamW; median of {args.repeats} alternating steps.\n",
+        table(["path", "micro-batch", "micro-batches", "token cells computed", "step s", "tokens/s"], rows),
+        f"\nPadding removal: **{t_pad / t_pack:.2f}x** tokens/s. Max |log-prob difference| between the two paths "
+        f"over the response tokens: {step['logprob_diff_max']:.2e}.\n",
+        f"**Init host RAM per rank** (2 gloo ranks, {args.model} fp32 = {mib(full_bytes):.0f} MiB of parameters, "
+        f"model/world = {mib(full_bytes) / 2:.0f} MiB; baseline = RSS after importing torch/transformers and joining "
+        f"the group; peak = VmHWM after the sharded model is ready).\n",
+        table(["actor.load_on_rank0", "rank", "baseline MiB", "peak MiB", "peak - baseline MiB", "own shard MiB",
+               "init s"],
+              [[str(r["load_on_rank0"]).lower(), r["rank"], mib(r["baseline_kib"] * 1024), mib(r["peak_kib"] * 1024),
+                mib((r["peak_kib"] - r["baseline_kib"]) * 1024), mib(r["shard_bytes"]), r["seconds"]] for r in init]),
+    ]
+    return "\n".join(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--sequences", type=int, default=8)
+    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-init", action="store_true", help="only the step-time measurement")
+    parser.add_argument("--quick", action="store_true", help="short lengths; writes bench/out/RESULTS-quick.md")
+    args = parser.parse_args()
+    step = measure_step(args)
+    init = [] if args.skip_init else measure_init(args.model, world=2)
+    full_bytes = model_bytes(args.model)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "packing.json").write_text(json.dumps({"args": vars(args), "step": step, "init": init}, indent=1))
+    body = report(args, step, init, full_bytes)
+    print(body)
+    write_section("packing", "Padding removal and rank-0 loading (CPU)", body)
+
+
+if __name__ == "__main__":
+    main()
