@@ -225,6 +225,7 @@ class FSDPActorWorker:
                         logprob, old_log_prob, micro["advantages"], micro["response_mask"],
                         micro["token_weights"] if weights is not None else None, algo,
                         denominator=denominator.to(logprob.dtype), norm_len=norm_len,
+                        is_weights=micro["rollout_is_weights"] if "rollout_is_weights" in micro.keys() else None,
                     )
                     # FSDP averages gradients over ranks; the loss is already a global sum, so undo the mean
                     finite_loss = finite_loss and bool(torch.isfinite(loss.detach()))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from rest.algo.rollout_correction import RolloutCorrectionConfig
+
 REGION_NAMES = ("other", "format", "name", "params", "cot")  # order = Region enum value
 
 
@@ -137,6 +139,7 @@ class AlgorithmConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
+    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
 
     def validate(self, prefix: str = "algorithm") -> None:
         from rest.algo.advantages import ADV_ESTIMATORS
@@ -163,3 +166,4 @@ class AlgorithmConfig:
         self.reward.validate(prefix + ".reward")
         self.dynamic_sampling.validate(prefix + ".dynamic_sampling")
         self.overlong.validate(prefix + ".overlong")
+        self.rollout_correction.validate(prefix + ".rollout_correction")

@@ -84,12 +84,16 @@ def policy_loss(
     denominator: torch.Tensor | None = None,
     norm_len: int | None = None,
     ref_logprob: torch.Tensor | None = None,
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Scalar loss = aggregate(m, w, l_t + kl_coef * KL_t) under cfg.loss_agg_mode, plus metrics.
 
     With kl_coef > 0 the k3 KL to `ref_logprob` is added per token before aggregation (same weights).
+    `is_weights` (rollout correction, `rest.algo.rollout_correction`) multiply the policy-gradient term l_t.
     """
     per_token, metrics = POLICY_LOSSES.get(cfg.policy_loss)(logprob, old_logprob, advantages, response_mask, cfg)
+    if is_weights is not None:  # rollout correction: rho_t = min(pi_old / pi_rollout, C), detached
+        per_token = per_token * is_weights.to(per_token.dtype)
     if cfg.kl_coef > 0.0:
         if ref_logprob is None:
             raise ValueError("algorithm.kl_coef > 0 needs ref_logprob (a reference model)")

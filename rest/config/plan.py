@@ -201,7 +201,8 @@ def describe_plan(cfg: RestConfig) -> str:
     lines = [
         f"model: {cfg.model.path} ({cfg.model.dtype}, gradient checkpointing {cfg.model.gradient_checkpointing})",
         f"algorithm: {cfg.algorithm.name} (advantage {cfg.algorithm.adv_estimator}, loss {cfg.algorithm.policy_loss}"
-        f" / {cfg.algorithm.loss_agg_mode}, region weights {cfg.algorithm.region_weights.mode})",
+        f" / {cfg.algorithm.loss_agg_mode}, region weights {cfg.algorithm.region_weights.mode}"
+        + _rollout_correction_text(cfg.algorithm.rollout_correction) + ")",
         f"cluster: {t.nnodes} node(s)" + (f" x {t.gpus_per_node} GPUs" if have else "") +
         f", device {t.device}, placement {t.placement}, Ray at {t.ray_address or 'a new local cluster'}"
         + (" (more than one node: start the cluster and set trainer.ray_address=auto)"
@@ -226,3 +227,13 @@ def describe_plan(cfg: RestConfig) -> str:
         f"run dir: {t.run_dir}",
     ]
     return "\n".join(lines)
+
+
+def _rollout_correction_text(rc) -> str:
+    parts = []
+    if rc.token_is_cap is not None:
+        parts.append(f"token TIS cap {rc.token_is_cap:g}")
+    if rc.seq_mask_low is not None or rc.seq_mask_high is not None:
+        parts.append(f"sequence mask [{rc.seq_mask_low if rc.seq_mask_low is not None else 0:g}, "
+                     f"{rc.seq_mask_high if rc.seq_mask_high is not None else float('inf'):g}]")
+    return f", rollout correction {' + '.join(parts)}" if parts else ""

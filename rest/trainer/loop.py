@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from rest.algo import objective
+from rest.algo.rollout_correction import compute_rollout_correction
 from rest.config.schema import RestConfig
 from rest.trainer import checkpoint as ckpt
 from rest.trainer.batch import build_batch, pad_rows
@@ -47,10 +48,12 @@ class WeightSyncError(RuntimeError):
 def fuses_old_log_prob(cfg: RestConfig) -> bool:
     """Whether the update's own forward can stand in for the old-policy forward (actor.old_log_prob=auto): true
     when every micro-batch is scored before the one optimizer step of the step (one PPO epoch, one mini-batch)
-    and nothing computed before the update needs the old entropy (entropy-dependent region weights)."""
+    and nothing computed before the update needs the old policy (entropy-dependent region weights, rollout
+    correction)."""
     return (cfg.actor.old_log_prob == "auto" and cfg.actor.ppo_epochs == 1
             and cfg.actor.ppo_mini_batch_size == cfg.data.train_batch_size
-            and not objective.needs_old_entropy(cfg.algorithm.region_weights.mode))
+            and not objective.needs_old_entropy(cfg.algorithm.region_weights.mode)
+            and not cfg.algorithm.rollout_correction.enabled)  # the correction needs pi_old before the update
 
 
 class Trainer:
@@ -202,12 +205,15 @@ class Trainer:
                 with timer.phase("old_log_prob"):
                     batch.update(self.groups.actor.compute_log_prob(batch))
                 sync_metrics = self._check_sync(batch)
+            mask = batch["response_mask"]
+            correction_metrics = self._correct_rollout(batch)
             with timer.phase("adv"):
-                mask = batch["response_mask"]
-                batch["advantages"] = objective.compute_advantages(rewards, group_ids, mask, cfg.algorithm)
+                batch["advantages"] = objective.compute_advantages(rewards, group_ids, batch["response_mask"],
+                                                                   cfg.algorithm)
                 entropy = None if self.fused_old_log_prob else batch["entropy"]
                 weights, weight_metrics = objective.compute_token_weights(
-                    pad_rows(regions, mask.shape[1]), mask, entropy, progress, self.step, cfg.algorithm)
+                    pad_rows(regions, mask.shape[1]), batch["response_mask"], entropy, progress, self.step,
+                    cfg.algorithm)
                 if weights is not None:
                     batch["token_weights"] = weights
             with timer.phase("update_actor"):
@@ -230,7 +236,8 @@ class Trainer:
             "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
             "response_length/clip_ratio": sum(s.finish_reason == "length" for _, s, _ in rows) / len(rows),
             "perf/tokens": tokens, "perf/tokens_per_s": tokens / timer.seconds["step"],
-            **sampling_metrics, **sync_metrics, **weight_metrics, **actor_metrics, **timer.metrics(),
+            **sampling_metrics, **sync_metrics, **correction_metrics, **weight_metrics, **actor_metrics,
+            **timer.metrics(),
         }
 
     # ------------------------------------------------------------------ phases
@@ -287,6 +294,19 @@ class Trainer:
             if not math.isfinite(value):
                 score[key] = 0.0
         self.nonfinite_rewards += 1
+
+    def _correct_rollout(self, batch) -> dict[str, float]:
+        """Rollout correction (algorithm.rollout_correction): the samples come from the rollout engine's
+        pi_rollout, not exactly from the actor's pi_old. Token-level truncated IS weights go to the update as
+        `rollout_is_weights`; sequences outside the masked-IS band leave the loss (their response mask is 0)."""
+        cfg = self.cfg.algorithm.rollout_correction
+        if not cfg.enabled:
+            return {}
+        weights, batch["response_mask"], metrics = compute_rollout_correction(
+            batch["old_log_prob"], batch["rollout_log_prob"], batch["response_mask"], cfg)
+        if weights is not None:
+            batch["rollout_is_weights"] = weights
+        return metrics
 
     def _check_sync(self, batch) -> dict[str, float]:
         """The rollout's log-prob of each sampled token vs the actor's: equal up to numerics iff the rollout

@@ -82,3 +82,36 @@ def test_weights_are_detached():
 def test_validation_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         RolloutCorrectionConfig(**kwargs).validate()
+
+
+def test_is_weights_multiply_the_policy_gradient_term():
+    from rest.algo.config import AlgorithmConfig
+    from rest.algo.objective import policy_loss
+
+    cfg = AlgorithmConfig(loss_agg_mode="token-mean")
+    logprob = torch.zeros(1, 2)  # ratio 1 everywhere: l_t = -A
+    adv = torch.tensor([[1.0, 1.0]])
+    mask = torch.ones(1, 2)
+    plain, _ = policy_loss(logprob, logprob, adv, mask, None, cfg)
+    weighted, _ = policy_loss(logprob, logprob, adv, mask, None, cfg, is_weights=torch.tensor([[2.0, 0.5]]))
+    assert float(plain) == pytest.approx(-1.0)
+    assert float(weighted) == pytest.approx((-2.0 - 0.5) / 2)  # token-mean of -A * rho_t
+
+
+def test_the_driver_corrects_the_batch_and_never_fuses_the_old_forward():
+    from types import SimpleNamespace
+
+    from rest.config.load import load_config
+    from rest.trainer.loop import Trainer, fuses_old_log_prob
+
+    cfg = load_config(["algorithm=grpo", "algorithm.rollout_correction.token_is_cap=1.5",
+                       "algorithm.rollout_correction.seq_mask_high=2.0"])
+    assert not fuses_old_log_prob(cfg)
+    batch = {"old_log_prob": OLD.clone(), "rollout_log_prob": ROLLOUT.clone(), "response_mask": MASK.clone()}
+    metrics = Trainer._correct_rollout(SimpleNamespace(cfg=cfg), batch)
+    assert batch["response_mask"].tolist() == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]  # row 1's ratio 4 > 2
+    assert torch.allclose(batch["rollout_is_weights"], torch.tensor([[1.5, 1.0, 0.5], [0.0, 0.0, 0.0]]))
+    assert metrics["rollout_corr/seq_masked_fraction"] == pytest.approx(0.5)
+    off = load_config(["algorithm=grpo"])
+    untouched = {"response_mask": MASK.clone()}
+    assert Trainer._correct_rollout(SimpleNamespace(cfg=off), untouched) == {} and set(untouched) == {"response_mask"}
