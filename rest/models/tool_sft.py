@@ -31,7 +31,7 @@ TOOL_SFT_STEPS = 100
 TOOL_SFT_BATCH_SIZE = 8
 TOOL_SFT_LR = 1e-2
 TOOL_SFT_THREADS = 2
-TOOL_SFT_SLIP_RATE = 0.6  # how often the demonstrator makes its typical slip where it has one
+TOOL_SFT_SLIP_RATE = 0.0  # how often the demonstrator makes its typical slip where it has one (0: never)
 TOOL_SFT_NEGATIVES = 4096  # sampled-softmax negatives per step (0: the full 151,936-way LM head)
 
 
