@@ -10,6 +10,11 @@ Training uses the embedded task's TRAIN split only (validation stays unseen), pr
 trainer does (`encode_prompt(..., "toolrl")`), next-token loss on response tokens only, with the 151,936-way LM
 head computed only at those positions. Fixed seed, 2 torch threads, deterministic data order: same inputs, same
 weights (up to CPU kernel nondeterminism, which we do not rely on).
+
+`slip_rate` > 0 imitates a noisy demonstrator instead: where the embedded task names a typical slip
+(`rest.data.embedded_task.slipped_calls`: a look-alike tool, a parallel request answered by its first call),
+each draw of that example is the slipped demonstration with probability `slip_rate`. Off in the registered build:
+measured at 0.6 with 600 steps, the slips showed up in samples but never became the greedy choice.
 """
 
 from __future__ import annotations
@@ -138,13 +143,16 @@ def build_tool_sft(
     """SFT the model in `base_dir` (the tiny Qwen3) on the embedded task's train split; write it to `out_dir`.
 
     AdamW, linear warmup (10% of steps) then cosine decay to 10% of `lr`; batches of `batch_size` examples
-    drawn in a seeded, epoch-wise shuffled order. Writes safetensors (fp32), the generation config and the
+    drawn in a seeded, epoch-wise shuffled order; with `slip_rate` > 0 some draws are the demonstrator's slip
+    (module docstring). Writes safetensors (fp32), the generation config and the
     base's tokenizer files. Returns the per-step losses and the wall time.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rest.data import DataConfig, load_examples
 
+    if not 0.0 <= slip_rate <= 1.0:
+        raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
     start = time.perf_counter()
     out_dir, base_dir = Path(out_dir), Path(base_dir)
     previous_threads = torch.get_num_threads()
