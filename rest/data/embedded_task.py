@@ -115,6 +115,20 @@ def render_ground_truth(calls: list[dict], response: str | None) -> str:
     return "\n".join(parts)
 
 
+# The SFT demonstrator's typical slips (rest/models/tool_sft.py imitates a demonstrator that makes them often):
+# a look-alike tool called with the same arguments, and a parallel request answered by its first call only.
+LOOKALIKE_TOOLS = {"get_time": "get_weather", "multiply": "add"}
+
+
+def slipped_calls(calls: list[dict]) -> list[dict] | None:
+    """The calls a careless demonstrator writes instead of `calls`, or None where it has no typical slip."""
+    if len(calls) > 1:
+        return calls[:1]
+    if len(calls) == 1 and calls[0]["name"] in LOOKALIKE_TOOLS:
+        return [{"name": LOOKALIKE_TOOLS[calls[0]["name"]], "parameters": calls[0]["parameters"]}]
+    return None
+
+
 def make_example(uid: str, rng: random.Random, prompt_format: str) -> ToolUseExample:
     text, calls, response, shown = generate_problem(rng)
     tools = [tool_schema(n) for n in shown]

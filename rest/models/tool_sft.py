@@ -10,6 +10,11 @@ Training uses the embedded task's TRAIN split only (validation stays unseen), pr
 trainer does (`encode_prompt(..., "toolrl")`), next-token loss on response tokens only, with the 151,936-way LM
 head computed only at those positions. Fixed seed, 2 torch threads, deterministic data order: same inputs, same
 weights (up to CPU kernel nondeterminism, which we do not rely on).
+
+`slip_rate` > 0 imitates a noisy demonstrator instead: where the embedded task names a typical slip
+(`rest.data.embedded_task.slipped_calls`: a look-alike tool, a parallel request answered by its first call),
+each draw of that example is the slipped demonstration with probability `slip_rate`. Off in the registered build:
+measured at 0.6 with 600 steps, the slips showed up in samples but never became the greedy choice.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ TOOL_SFT_STEPS = 100
 TOOL_SFT_BATCH_SIZE = 8
 TOOL_SFT_LR = 1e-2
 TOOL_SFT_THREADS = 2
+TOOL_SFT_SLIP_RATE = 0.0  # how often the demonstrator makes its typical slip where it has one (0: never)
 TOOL_SFT_NEGATIVES = 4096  # sampled-softmax negatives per step (0: the full 151,936-way LM head)
 
 
@@ -55,14 +61,29 @@ def sft_response(ground_truth: str) -> str:
     return f"<think> {thought} </think>\n{ground_truth}"
 
 
-def _encode_examples(examples, tokenizer, eos_id: int) -> list[tuple[list[int], list[int]]]:
+def slipped_ground_truth(ground_truth: str) -> str | None:
+    """The demonstrator's slip on `ground_truth` (rest.data.embedded_task.slipped_calls), None where it has none."""
+    from rest.data import ground_truth_calls
+    from rest.data.embedded_task import render_ground_truth, slipped_calls
+
+    calls = [{"name": c.name, "parameters": c.kwargs} for c in ground_truth_calls(ground_truth)]
+    slipped = slipped_calls(calls)
+    return None if slipped is None else render_ground_truth(slipped, None)
+
+
+def _encode_examples(examples, tokenizer, eos_id: int) -> list[tuple[list[int], list[int], list[int] | None]]:
+    """(prompt ids, correct response ids, slipped response ids or None) per example."""
     from rest.data.prompts import encode_prompt
+
+    def encode_response(ground_truth: str) -> list[int]:
+        return tokenizer(sft_response(ground_truth), add_special_tokens=False)["input_ids"] + [eos_id]
 
     encoded = []
     for example in examples:
         prompt = encode_prompt(tokenizer, example.messages, example.tools, "toolrl")
-        response = tokenizer(sft_response(example.ground_truth), add_special_tokens=False)["input_ids"] + [eos_id]
-        encoded.append((prompt, response))
+        slipped = slipped_ground_truth(example.ground_truth)
+        encoded.append((prompt, encode_response(example.ground_truth),
+                        None if slipped is None else encode_response(slipped)))
     return encoded
 
 
@@ -116,18 +137,22 @@ def build_tool_sft(
     batch_size: int = TOOL_SFT_BATCH_SIZE,
     lr: float = TOOL_SFT_LR,
     negatives: int = TOOL_SFT_NEGATIVES,
+    slip_rate: float = TOOL_SFT_SLIP_RATE,
     log_every: int = 0,
 ) -> SFTResult:
     """SFT the model in `base_dir` (the tiny Qwen3) on the embedded task's train split; write it to `out_dir`.
 
     AdamW, linear warmup (10% of steps) then cosine decay to 10% of `lr`; batches of `batch_size` examples
-    drawn in a seeded, epoch-wise shuffled order. Writes safetensors (fp32), the generation config and the
+    drawn in a seeded, epoch-wise shuffled order; with `slip_rate` > 0 some draws are the demonstrator's slip
+    (module docstring). Writes safetensors (fp32), the generation config and the
     base's tokenizer files. Returns the per-step losses and the wall time.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rest.data import DataConfig, load_examples
 
+    if not 0.0 <= slip_rate <= 1.0:
+        raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
     start = time.perf_counter()
     out_dir, base_dir = Path(out_dir), Path(base_dir)
     previous_threads = torch.get_num_threads()
@@ -152,7 +177,7 @@ def build_tool_sft(
                 progress = (step - warmup) / max(1, steps - warmup)
                 return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
-            order_rng = random.Random(seed)
+            order_rng, slip_rng = random.Random(seed), random.Random(seed + 1)
             negative_rng = torch.Generator().manual_seed(seed)
             order: list[int] = []
             losses: list[float] = []
@@ -162,7 +187,9 @@ def build_tool_sft(
                     order_rng.shuffle(epoch)
                     order.extend(epoch)
                 chosen, order = order[:batch_size], order[batch_size:]
-                batch = _batch([pairs[i] for i in chosen], pad_id)
+                demos = [(prompt, slipped if slipped is not None and slip_rng.random() < slip_rate else correct)
+                         for prompt, correct, slipped in (pairs[i] for i in chosen)]
+                batch = _batch(demos, pad_id)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step)
                 loss = _response_loss(model, *batch, negatives=negatives, generator=negative_rng)
@@ -258,13 +285,17 @@ def evaluate_tool_sft(
     }
 
 
-if __name__ == "__main__":  # python -m rest.models.tool_sft OUT_DIR BASE_DIR [STEPS]: build, then evaluate
+if __name__ == "__main__":  # python -m rest.models.tool_sft OUT_DIR BASE_DIR [STEPS [SLIP_RATE]] [--no-eval]
     import sys  # BASE_DIR: a tiny-qwen3 directory (`python -m rest.models build tiny-qwen3` prints it)
 
     target = Path(sys.argv[1])
     result = build_tool_sft(target, Path(sys.argv[2]),
-                            steps=int(sys.argv[3]) if len(sys.argv) > 3 else TOOL_SFT_STEPS, log_every=10)
+                            steps=int(sys.argv[3]) if len(sys.argv) > 3 else TOOL_SFT_STEPS,
+                            slip_rate=float(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] != "--no-eval"
+                            else TOOL_SFT_SLIP_RATE, log_every=50)
     print(f"built in {result.seconds:.1f}s, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
+    if "--no-eval" in sys.argv:
+        sys.exit(0)
     report = evaluate_tool_sft(target)
     for ex in report.pop("examples")[:6]:
         print(json.dumps(ex))

@@ -39,3 +39,15 @@ def test_prompts_are_short_in_qwen3_tokens():
     lengths = [sum(len(tok.encode(m["content"]).ids) for m in e.messages) for e in train]
     assert max(lengths) < 210 and sum(lengths) / len(lengths) < 180
     assert max(len(tok.encode(e.ground_truth).ids) for e in train) < 60
+
+
+def test_demonstrator_slips_are_lookalike_tools_and_dropped_parallel_calls():
+    from rest.data.embedded_task import slipped_calls
+
+    weather = {"name": "get_weather", "parameters": {"city": "Oslo"}}
+    time = {"name": "get_time", "parameters": {"city": "Rome"}}
+    assert slipped_calls([weather, time]) == [weather]
+    assert slipped_calls([time]) == [{"name": "get_weather", "parameters": {"city": "Rome"}}]
+    assert slipped_calls([{"name": "multiply", "parameters": {"a": 3, "b": 4}}]) == [
+        {"name": "add", "parameters": {"a": 3, "b": 4}}]
+    assert slipped_calls([weather]) is None and slipped_calls([]) is None

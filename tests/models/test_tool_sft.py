@@ -8,7 +8,7 @@ import torch
 
 from rest.data import DataConfig, load_examples
 from rest.models.cache import BUILTIN_MODELS
-from rest.models.tool_sft import build_tool_sft, sft_response
+from rest.models.tool_sft import build_tool_sft, sft_response, slipped_ground_truth
 from rest.tooluse.reward import compute_score, schedule_range
 
 
@@ -29,6 +29,16 @@ def test_targets_score_full_reward():
         assert score["correctness"] == (best.max_correct if "<tool_call>" in example.ground_truth else 0.0)
         kinds.add(("<tool_call>" in example.ground_truth, "<response>" in example.ground_truth))
     assert kinds == {(True, False), (False, True)}  # both shapes of target are trained
+
+
+def test_slipped_ground_truth():
+    two = ('<tool_call>\n{"name": "get_weather", "parameters": {"city": "Oslo"}}\n'
+           '{"name": "get_time", "parameters": {"city": "Rome"}}\n</tool_call>')
+    assert slipped_ground_truth(two) == '<tool_call>\n{"name": "get_weather", "parameters": {"city": "Oslo"}}\n</tool_call>'
+    times = '<tool_call>\n{"name": "multiply", "parameters": {"a": 3, "b": 41}}\n</tool_call>'
+    assert slipped_ground_truth(times) == '<tool_call>\n{"name": "add", "parameters": {"a": 3, "b": 41}}\n</tool_call>'
+    assert slipped_ground_truth("<response> Hello! </response>") is None
+    assert sft_response(slipped_ground_truth(times)).startswith("<think> I should call add. </think>")
 
 
 @pytest.fixture(scope="module")
