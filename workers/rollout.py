@@ -140,6 +140,9 @@ class VLLMEngine:
         on_cpu = cfg.trainer.device == "cpu"
         # read by vLLM when the engine is built: the config decides, not whatever the environment held
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine_process(cfg) == "separate" else "0"
+        # `collective_rpc(skip_derived_buffers)` sends a function to the engine's worker processes; vLLM's
+        # msgpack RPC refuses callables unless it may pickle them (by reference: an importable function)
+        os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
         if on_cpu:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
             if rollout.tensor_parallel_size > 1:  # an explicit binding in the environment wins

@@ -24,7 +24,7 @@ def test_run_validation_metric_names(shared_data):
 
     metrics = run_validation("apibank", generate, limit=3, data_dir=str(shared_data / "apibank_toolrl_processed"))
     assert metrics == {"val/apibank/level-1": 0.0, "val/apibank/level-2": 0.0, "val/apibank/level-3": 0.0,
-                       "val/apibank/overall": 0.0}
+                       "val/apibank/overall": 0.0, "val/apibank/prompt_overflow": 0.0}
 
 
 def test_gold_calls_use_the_decoder_rule():

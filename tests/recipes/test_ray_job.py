@@ -86,13 +86,16 @@ def ray_head():
 def test_cpu_recipe_runs_as_a_ray_job(ray_head, tmp_path):
     address, env = ray_head
     job_id = f"rest-ci-{secrets.token_hex(4)}"
-    submitted = ray_cli(
-        env, "job", "submit", "--address", address, "--runtime-env", "conf/runtime_env.yaml",
-        "--submission-id", job_id, "--no-wait", "--",
-        "python", "-m", "rest.main", "+recipe=tiny_cpu", "trainer.total_steps=1", "trainer.ray_address=auto",
-        f"trainer.run_dir={tmp_path / 'run'}", "trainer.progress_bar=false", "trainer.save_final=false",
-        "trainer.export_hf=false", "data.embedded_train_size=64",
-    )
+    submit = ["job", "submit", "--address", address, "--runtime-env", "conf/runtime_env.yaml",
+              "--submission-id", job_id, "--no-wait", "--",
+              "python", "-m", "rest.main", "+recipe=tiny_cpu", "trainer.total_steps=1", "trainer.ray_address=auto",
+              f"trainer.run_dir={tmp_path / 'run'}", "trainer.progress_bar=false", "trainer.save_final=false",
+              "trainer.export_hf=false", "data.embedded_train_size=64"]
+    # the dashboard answers `job list` before its job agent has registered: Ray then asks to try again later
+    submitted, deadline = ray_cli(env, *submit), time.time() + 120
+    while "No available agent to submit job" in submitted.stdout + submitted.stderr and time.time() < deadline:
+        time.sleep(3)
+        submitted = ray_cli(env, *submit)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
 
     state, deadline = "PENDING", time.time() + 600

@@ -45,7 +45,7 @@ def test_a_kill_mid_save_resumes_from_the_previous_checkpoint_and_failed_validat
     no_data.mkdir()
     run = tmp_path / "run"
     common = (*SHORT, "trainer.save_freq=1", "trainer.test_freq=1", "trainer.max_checkpoints_to_keep=1",
-              "validation.benchmarks=[apibank]", f"validation.apibank_dir={no_data}")
+              "validation.benchmarks=[apibank]", f"validation.apibank_dir={no_data}", "trainer.val_before_train=false")
     proc = run_main(run, *common, "trainer.crash_at_step=3", "trainer.crash_in=save", expect=17)
     # validation raised at steps 1 and 2, both save steps: logged, the checkpoints kept, the run went on
     assert proc.stdout.count("validation failed, training goes on") == 2 and "level-1" in proc.stdout
