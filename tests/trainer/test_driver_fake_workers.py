@@ -187,14 +187,23 @@ def test_one_step_of_every_preset_hands_the_actor_a_complete_batch(tokenizer, id
     assert trainer.fused_old_log_prob is fused
     assert batch.batch_size == torch.Size([8])
     expected = {"input_ids", "attention_mask", "position_ids", "responses", "response_mask", "rollout_log_prob",
-                "advantages"} | ({"token_weights"} if weighted else set()) | (set() if fused else
-                                                                            {"old_log_prob", "entropy"})
+                "advantages"}
+    if weighted:
+        expected.add("token_weights")
+    if not fused:
+        expected |= {"old_log_prob", "entropy"}
     assert set(batch.keys()) == expected
     assert actor.log_prob_calls == (0 if fused else 1)
     # the rows: prompt p0's 4 samples, then p1's, in the scripted order
     assert row_prompts(batch, prompts) == ["p0"] * 4 + ["p1"] * 4
     assert row_kinds(batch, ids) == MIXED + MOSTLY_RIGHT
     assert rollout.calls[0]["max_tokens"] == cfg.data.max_response_length == 32
+    # the rollout's own log-probs, right-padded with 0, and (unfused) the actor's old log-probs beside them
+    n = len(ids["right"])
+    assert batch["rollout_log_prob"][0, :n].tolist() == pytest.approx([-0.1 - 0.05 * (t % 7) for t in range(n)])
+    assert torch.all(batch["rollout_log_prob"][0, n:] == 0)
+    if not fused:
+        assert torch.equal(batch["old_log_prob"], batch["rollout_log_prob"])
     adv = per_row_advantage(batch)
     for group in (adv[:4], adv[4:]):  # std-normalised or not, the group baseline is the group mean
         assert float(group.sum()) == pytest.approx(0.0, abs=1e-5)
@@ -286,7 +295,7 @@ def test_dapo_drops_all_equal_groups_and_draws_more_prompts(tokenizer, ids):
     metrics = step(trainer)
     rollout = trainer.groups.rollout
     # try 1 drew p0 (all equal, dropped), p1 (kept); try 2 drew p2 (dropped), p3 (kept): full, stop
-    assert [[by for by in call["prompts"]] for call in rollout.calls] == [
+    assert [call["prompts"] for call in rollout.calls] == [
         [tuple(prompts[0].prompt_ids), tuple(prompts[1].prompt_ids)],
         [tuple(prompts[2].prompt_ids), tuple(prompts[3].prompt_ids)]]
     assert metrics["dapo/tries"] == 2 and metrics["dapo/filled_groups"] == 0
@@ -431,6 +440,9 @@ def test_rollout_correction_weights_tokens_and_masks_sequences(tokenizer, ids):
     for row, (kind, n) in enumerate(zip(MIXED + MOSTLY_RIGHT, full)):
         if kind != "malformed":
             assert torch.all(weights[row, :n] == 1.0)
+    assert torch.all(weights[torch.tensor(masked)] == 0)  # masked rows carry no IS weight either
+    # e^0.5 > 1.5 on every malformed token: they are the capped ones among all valid (pre-mask) tokens
+    assert metrics["rollout_corr/token_capped_fraction"] == pytest.approx(2 * len(ids["malformed"]) / sum(full))
     assert torch.all(batch["advantages"][torch.tensor(masked)] == 0)  # no gradient from masked rows
     # the advantages were computed from the rewards of all rows (the baseline keeps the masked samples)
     assert batch["advantages"][0, 0].item() == pytest.approx(grpo_expected(MIXED, True)[0], abs=1e-5)
