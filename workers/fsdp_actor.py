@@ -7,6 +7,7 @@ batch ever exists. The loss normaliser of each mini-batch is all-reduced first, 
 micro-batches and ranks gives exactly the loss of the whole mini-batch; so micro-batches may be formed by token
 count (actor.max_tokens_per_micro_batch) and packed into one row without padding (actor.use_remove_padding,
 `workers.packing`). With actor.load_on_rank0 only rank 0 reads the checkpoint (`workers.model_loading`).
+With algorithm.kl_coef > 0 each rank also holds its shard of the frozen reference policy (`workers.reference`).
 """
 
 from __future__ import annotations
