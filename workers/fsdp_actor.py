@@ -7,6 +7,7 @@ batch ever exists. The loss normaliser of each mini-batch is all-reduced first, 
 micro-batches and ranks gives exactly the loss of the whole mini-batch; so micro-batches may be formed by token
 count (actor.max_tokens_per_micro_batch) and packed into one row without padding (actor.use_remove_padding,
 `workers.packing`). With actor.load_on_rank0 only rank 0 reads the checkpoint (`workers.model_loading`).
+With algorithm.kl_coef > 0 each rank also holds its shard of the frozen reference policy (`workers.reference`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from rest.console import configure_logging
 from workers.dispatch import Dispatch, register
 from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
 from workers.packing import micro_batch_indices, pack_micro_batch, packed_attn_implementation
+from workers.reference import freeze
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -109,33 +111,13 @@ class FSDPActorWorker:
     def init_model(self, model_path: str, total_steps: int) -> None:
         cfg = self.cfg
         torch.manual_seed(cfg.trainer.seed)
-        attn = cfg.model.attn_implementation
-        if cfg.actor.use_remove_padding:
-            attn = packed_attn_implementation(attn)
-        # with actor.load_on_rank0 only rank 0 reads the checkpoint; the others build on meta (workers.model_loading)
-        from_rank0 = cfg.actor.load_on_rank0 and self.world_size > 1
-        lm = build_causal_lm(model_path, DTYPES[cfg.model.dtype], attn, on_meta=from_rank0 and self.rank != 0)
-        full_state = full_state_for_broadcast(lm, prefix="lm.") if from_rank0 and self.rank == 0 else None
-        if cfg.model.gradient_checkpointing:
-            lm.gradient_checkpointing_enable()
-        self.tied = bool(getattr(lm.config, "tie_word_embeddings", False))
-        self.hf_config = lm.config
         mesh = init_device_mesh(self.device.type, (self.world_size,))
-        shard_kwargs = {"mesh": mesh}
-        if cfg.actor.mixed_precision == "bf16":
-            shard_kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        if cfg.actor.cpu_offload:
-            shard_kwargs["offload_policy"] = CPUOffloadPolicy()
-        for layer in lm.model.layers:
-            fully_shard(layer, **shard_kwargs)
-        self.module = PolicyScorer(lm, cfg.actor.entropy_chunk_size, remove_padding=cfg.actor.use_remove_padding)
-        fully_shard(self.module, **shard_kwargs)
-        if from_rank0:
-            shard_device = torch.device("cpu") if cfg.actor.cpu_offload else self.device
-            load_sharded_from_rank0(self.module, full_state, shard_device)
-            del full_state
-        elif not cfg.actor.cpu_offload:
-            self.module.to(self.device)
+        self.module = self._sharded_scorer(model_path, mesh, trainable=True)
+        self.tied = bool(getattr(self.module.lm.config, "tie_word_embeddings", False))
+        self.hf_config = self.module.lm.config
+        # pi_ref for algorithm.kl_coef > 0: the start model again, sharded on the same mesh, frozen, no optimizer
+        self.ref_module = freeze(self._sharded_scorer(model_path, mesh, trainable=False)) \
+            if cfg.algorithm.kl_coef > 0 else None
         self.optimizer = torch.optim.AdamW(
             self.module.parameters(), lr=cfg.actor.lr, weight_decay=cfg.actor.weight_decay,
             betas=tuple(cfg.actor.betas),
@@ -144,32 +126,74 @@ class FSDPActorWorker:
             self.optimizer, _lr_lambda(cfg.actor.warmup_steps, total_steps, cfg.actor.lr_schedule)
         )
 
+    def _sharded_scorer(self, model_path: str, mesh, trainable: bool) -> PolicyScorer:
+        """The checkpoint as a `fully_shard`-ed PolicyScorer on `mesh` (one unit per decoder layer plus the root).
+        With actor.load_on_rank0 only rank 0 reads the checkpoint; the others build on meta
+        (workers.model_loading). Gradient checkpointing only where there is a backward (`trainable`)."""
+        cfg = self.cfg
+        attn = cfg.model.attn_implementation
+        if cfg.actor.use_remove_padding:
+            attn = packed_attn_implementation(attn)
+        from_rank0 = cfg.actor.load_on_rank0 and self.world_size > 1
+        lm = build_causal_lm(model_path, DTYPES[cfg.model.dtype], attn, on_meta=from_rank0 and self.rank != 0)
+        full_state = full_state_for_broadcast(lm, prefix="lm.") if from_rank0 and self.rank == 0 else None
+        if trainable and cfg.model.gradient_checkpointing:
+            lm.gradient_checkpointing_enable()
+        shard_kwargs = {"mesh": mesh}
+        if cfg.actor.mixed_precision == "bf16":
+            shard_kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if cfg.actor.cpu_offload:
+            shard_kwargs["offload_policy"] = CPUOffloadPolicy()
+        for layer in lm.model.layers:
+            fully_shard(layer, **shard_kwargs)
+        module = PolicyScorer(lm, cfg.actor.entropy_chunk_size, remove_padding=cfg.actor.use_remove_padding)
+        fully_shard(module, **shard_kwargs)
+        if from_rank0:
+            shard_device = torch.device("cpu") if cfg.actor.cpu_offload else self.device
+            load_sharded_from_rank0(module, full_state, shard_device)
+            del full_state
+        elif not cfg.actor.cpu_offload:
+            module.to(self.device)
+        return module
+
     # ---------------------------------------------------------------- compute
     def _micro_batches(self, batch: TensorDict, size: int) -> list[list[int]]:
         """Row indices of this rank's micro-batches: by token budget when actor.max_tokens_per_micro_batch is set
         (the same count on every rank), else `size` consecutive rows."""
         return micro_batch_indices(batch, self.cfg.actor.max_tokens_per_micro_batch, size)
 
-    def _score(self, micro: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score(self, micro: TensorDict, module: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         micro = micro.to(self.device)
-        return self.module(
+        return (module or self.module)(
             micro["input_ids"], micro["attention_mask"], micro["position_ids"], micro["responses"],
             micro["response_mask"], self.cfg.rollout.temperature,
         )
 
+    def _score_batch(self, batch: TensorDict, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-prob and entropy [rows, width] of `module` (eval, no grad), micro-batch by micro-batch, on CPU."""
+        rows, width = batch.batch_size[0], batch["responses"].shape[1]
+        logprobs, entropies = torch.zeros(rows, width), torch.zeros(rows, width)
+        module.eval()
+        with torch.no_grad():
+            for index in self._micro_batches(batch, self.cfg.actor.logprob_micro_batch_size):
+                logprob, entropy = self._score(batch[torch.tensor(index)], module)
+                logprobs[index] = logprob.cpu()
+                entropies[index] = entropy.cpu()
+        return logprobs, entropies
+
     @register(Dispatch.DP_COMPUTE)
     def compute_log_prob(self, batch: TensorDict) -> TensorDict:
         """Old-policy log-prob and entropy of every response token (zeros on padding)."""
-        rows, width = batch.batch_size[0], batch["responses"].shape[1]
-        out = TensorDict({"old_log_prob": torch.zeros(rows, width), "entropy": torch.zeros(rows, width)},
-                         batch_size=batch.batch_size)
-        self.module.eval()
-        with torch.no_grad():
-            for index in self._micro_batches(batch, self.cfg.actor.logprob_micro_batch_size):
-                logprob, entropy = self._score(batch[torch.tensor(index)])
-                out["old_log_prob"][index] = logprob.cpu()
-                out["entropy"][index] = entropy.cpu()
-        return out
+        logprob, entropy = self._score_batch(batch, self.module)
+        return TensorDict({"old_log_prob": logprob, "entropy": entropy}, batch_size=batch.batch_size)
+
+    @register(Dispatch.DP_COMPUTE)
+    def compute_ref_log_prob(self, batch: TensorDict) -> TensorDict:
+        """Reference-policy log-prob of every response token (zeros on padding), for the KL term."""
+        if self.ref_module is None:
+            raise RuntimeError("compute_ref_log_prob needs algorithm.kl_coef > 0 (no reference model was built)")
+        logprob, _ = self._score_batch(batch, self.ref_module)
+        return TensorDict({"ref_log_prob": logprob}, batch_size=batch.batch_size)
 
     def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
         value = value.detach().to(self.device, torch.float64).clone()
@@ -226,6 +250,7 @@ class FSDPActorWorker:
                         micro["token_weights"] if weights is not None else None, algo,
                         denominator=denominator.to(logprob.dtype), norm_len=norm_len,
                         is_weights=micro["rollout_is_weights"] if "rollout_is_weights" in micro.keys() else None,
+                        ref_logprob=micro["ref_log_prob"] if "ref_log_prob" in micro.keys() else None,
                     )
                     # FSDP averages gradients over ranks; the loss is already a global sum, so undo the mean
                     finite_loss = finite_loss and bool(torch.isfinite(loss.detach()))

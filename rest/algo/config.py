@@ -134,7 +134,8 @@ class AlgorithmConfig:
     dual_clip_c: Optional[float] = 3.0  # c; None disables dual clip
     loss_agg_mode: str = "token-mean"
     loss_norm_len: Optional[int] = None  # L_max for seq-mean-token-sum-norm; None: the caller passes norm_len
-    kl_coef: float = 0.0  # k3 KL to a reference; 0 = no reference model
+    kl_coef: float = 0.0  # beta of the KL-to-reference loss term; 0 = no reference model (GRPO paper: 0.04)
+    kl_estimator: str = "low_var_kl"  # a key of rest.algo.losses.KL_ESTIMATORS, or `name+` (k2's gradient)
     region_weights: RegionWeightConfig = field(default_factory=RegionWeightConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
@@ -143,7 +144,7 @@ class AlgorithmConfig:
 
     def validate(self, prefix: str = "algorithm") -> None:
         from rest.algo.advantages import ADV_ESTIMATORS
-        from rest.algo.losses import AGG_MODES, POLICY_LOSSES
+        from rest.algo.losses import AGG_MODES, POLICY_LOSSES, kl_estimator_names
 
         if self.adv_estimator not in ADV_ESTIMATORS:
             raise ValueError(f"{prefix}.adv_estimator must be one of {ADV_ESTIMATORS.names()}")
@@ -160,6 +161,8 @@ class AlgorithmConfig:
             raise ValueError(f"{prefix}.loss_norm_len must be >= 1 (or null)")
         if self.kl_coef < 0.0:
             raise ValueError(f"{prefix}.kl_coef must be >= 0")
+        if self.kl_estimator not in kl_estimator_names():
+            raise ValueError(f"{prefix}.kl_estimator must be one of {kl_estimator_names()}, got {self.kl_estimator!r}")
         if self.loss_agg_mode == "weighted-token-mean" and self.region_weights.mode == "none":
             raise ValueError(f"{prefix}.loss_agg_mode weighted-token-mean needs a region_weights.mode other than none")
         self.region_weights.validate(prefix + ".region_weights")

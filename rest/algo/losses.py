@@ -113,7 +113,51 @@ def _ppo_clip(logprob, old_logprob, advantages, response_mask, cfg):
     return loss, metrics
 
 
+# fn(logprob, ref_logprob) -> per-token estimate [B, T] of KL(pi || pi_ref), from samples of pi (Schulman 2020,
+# http://joschu.net/blog/kl-approx.html). With d = log pi_ref - log pi = -log r:
+KL_ESTIMATORS: Registry = Registry("KL estimator")
+LOG_RATIO_CLAMP = 20.0  # |d| <= 20 before exp (verl: numerical stability)
+K3_CLAMP = 10.0  # the k3 value itself is clamped to [-10, 10] (verl)
+
+
+@KL_ESTIMATORS.register("k1")
+def k1_kl(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
+    """k1 = log pi - log pi_ref: unbiased, high variance, can be negative."""
+    return logprob - ref_logprob
+
+
+@KL_ESTIMATORS.register("abs")
+def abs_kl(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
+    """|log pi - log pi_ref|."""
+    return (logprob - ref_logprob).abs()
+
+
+@KL_ESTIMATORS.register("k2")
+def k2_kl(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
+    """k2 = 1/2 (log pi - log pi_ref)^2: biased, low variance; its gradient is the KL's in expectation."""
+    return 0.5 * (logprob - ref_logprob).square()
+
+
+@KL_ESTIMATORS.register("k3")
+@KL_ESTIMATORS.register("low_var_kl")  # verl's name for the same clamped k3
 def k3_kl(logprob: torch.Tensor, ref_logprob: torch.Tensor) -> torch.Tensor:
-    """k3 estimator of KL(pi || pi_ref): exp(ref - logp) - (ref - logp) - 1, clamped to [-10, 10] as verl."""
-    d = (ref_logprob - logprob).clamp(-20.0, 20.0)
-    return (d.exp() - d - 1.0).clamp(-10.0, 10.0)
+    """k3 = exp(d) - d - 1, d = log pi_ref - log pi (GRPO's D_KL): unbiased, >= 0; d clamped to [-20, 20] and
+    the value to [-10, 10] as verl's low_var_kl."""
+    d = (ref_logprob - logprob).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return (d.exp() - d - 1.0).clamp(-K3_CLAMP, K3_CLAMP)
+
+
+def kl_estimator_names() -> list[str]:
+    """Every accepted algorithm.kl_estimator: the registered names, and `name+` for those other than k2."""
+    names = KL_ESTIMATORS.names()
+    return names + [f"{name}+" for name in names if name != "k2"]
+
+
+def kl_penalty(logprob: torch.Tensor, ref_logprob: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token KL estimate by name. `name+` (verl's straight-through): the value of `name`, the gradient of
+    k2 (k1's and k3's expected gradients are not the KL's; k2's is)."""
+    if not estimator.endswith("+"):
+        return KL_ESTIMATORS.get(estimator)(logprob, ref_logprob)
+    value = KL_ESTIMATORS.get(estimator[:-1])(logprob, ref_logprob)
+    surrogate = k2_kl(logprob, ref_logprob)
+    return surrogate - surrogate.detach() + value.detach()

@@ -14,7 +14,7 @@ import torch
 
 from rest.algo.advantages import ADV_ESTIMATORS
 from rest.algo.config import REGION_NAMES, AlgorithmConfig
-from rest.algo.losses import POLICY_LOSSES, aggregate, aggregation_denominator, k3_kl, masked_mean
+from rest.algo.losses import POLICY_LOSSES, aggregate, aggregation_denominator, kl_penalty, masked_mean
 from rest.algo.region_weights import compute_region_weights, needs_old_entropy
 from rest.algo import shaping
 
@@ -88,7 +88,8 @@ def policy_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Scalar loss = aggregate(m, w, l_t + kl_coef * KL_t) under cfg.loss_agg_mode, plus metrics.
 
-    With kl_coef > 0 the k3 KL to `ref_logprob` is added per token before aggregation (same weights).
+    With kl_coef > 0 (beta) the KL to the reference, estimated per token by cfg.kl_estimator from `ref_logprob`,
+    is added before aggregation (same mask, weights and normaliser): l_t + beta * KL_t, as GRPO's objective.
     `is_weights` (rollout correction, `rest.algo.rollout_correction`) multiply the policy-gradient term l_t.
     """
     per_token, metrics = POLICY_LOSSES.get(cfg.policy_loss)(logprob, old_logprob, advantages, response_mask, cfg)
@@ -97,7 +98,7 @@ def policy_loss(
     if cfg.kl_coef > 0.0:
         if ref_logprob is None:
             raise ValueError("algorithm.kl_coef > 0 needs ref_logprob (a reference model)")
-        kl = k3_kl(logprob, ref_logprob)
+        kl = kl_penalty(logprob, ref_logprob, cfg.kl_estimator)
         metrics["actor/kl_loss"] = masked_mean(kl.detach(), response_mask).item()
         per_token = per_token + cfg.kl_coef * kl
     loss = aggregate(

@@ -4,6 +4,7 @@ Besides ranks and placement it estimates the memory of one device (GPU memory, o
 The formula, per actor rank of an FSDP2 group of N ranks, for a model of P parameters:
 
     sharded state   = P x (param + grad + 2 AdamW moments) bytes / N      # = 16 P / N with fp32 master weights
+    reference       = P x param bytes / N                                 # algorithm.kl_coef > 0: frozen pi_ref
     gathered params = (2 layers + root) x compute bytes                   # the unsharded layer in use plus the
                                                                           # prefetched one; root = embeddings + LM head
     activations     = b x T x h x L x a                                   # gradient checkpointing: one [b, T, h] per layer
@@ -90,11 +91,13 @@ class ActorMemory:
     activations: float
     lm_head: float
 
-    offloaded: bool  # actor.cpu_offload: the sharded state lives in host RAM
+    offloaded: bool  # actor.cpu_offload: the sharded state (and the reference's shards) live in host RAM
+    reference: float = 0.0  # the frozen reference's parameter shards (algorithm.kl_coef > 0)
 
     @property
     def total(self) -> float:
-        return (0.0 if self.offloaded else self.state) + self.gathered + self.activations + self.lm_head
+        sharded = 0.0 if self.offloaded else self.state + self.reference
+        return sharded + self.gathered + self.activations + self.lm_head
 
 
 def actor_memory(cfg: RestConfig, shape: ModelShape) -> ActorMemory:
@@ -111,7 +114,9 @@ def actor_memory(cfg: RestConfig, shape: ModelShape) -> ActorMemory:
     else:
         activations = per_layer * shape.layers
     lm_head = 2 * cfg.actor.entropy_chunk_size * shape.vocab * 4
-    return ActorMemory(state, gathered, activations, lm_head, cfg.actor.cpu_offload)
+    # the reference is scored between, not during, the policy's passes: only its shards add to the peak
+    reference = shape.params * param_bytes / cfg.actor.num_workers if cfg.algorithm.kl_coef > 0 else 0.0
+    return ActorMemory(state, gathered, activations, lm_head, cfg.actor.cpu_offload, reference)
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,10 @@ def describe_memory(cfg: RestConfig) -> list[str]:
     lines = [
         f"memory per {unit} (estimate; formula in rest/config/plan.py), model {shape.params / 1e9:.2f}B params:",
         f"  actor rank: {_gib(actor.total)} = sharded params+grads+AdamW {_gib(actor.state)}"
-        f"{' (in host RAM: actor.cpu_offload)' if actor.offloaded else ''} + gathered layers "
+        f"{' (in host RAM: actor.cpu_offload)' if actor.offloaded else ''}"
+        + (f" + reference shards {_gib(actor.reference)}{' (in host RAM)' if actor.offloaded else ''}"
+           if actor.reference else "")
+        + " + gathered layers "
         f"{_gib(actor.gathered)} + activations {_gib(actor.activations)} (micro-batch "
         f"{cfg.actor.ppo_micro_batch_size} x {train_len} tokens, checkpointing "
         f"{'on' if cfg.model.gradient_checkpointing else 'off'}) + LM-head chunk {_gib(actor.lm_head)}",
@@ -202,7 +210,9 @@ def describe_plan(cfg: RestConfig) -> str:
         f"model: {cfg.model.path} ({cfg.model.dtype}, gradient checkpointing {cfg.model.gradient_checkpointing})",
         f"algorithm: {cfg.algorithm.name} (advantage {cfg.algorithm.adv_estimator}, loss {cfg.algorithm.policy_loss}"
         f" / {cfg.algorithm.loss_agg_mode}, region weights {cfg.algorithm.region_weights.mode}"
-        + _rollout_correction_text(cfg.algorithm.rollout_correction) + ")",
+        + _rollout_correction_text(cfg.algorithm.rollout_correction)
+        + (f", KL to a frozen reference: beta {cfg.algorithm.kl_coef:g}, {cfg.algorithm.kl_estimator}"
+           if cfg.algorithm.kl_coef > 0 else "") + ")",
         f"cluster: {t.nnodes} node(s)" + (f" x {t.gpus_per_node} GPUs" if have else "") +
         f", device {t.device}, placement {t.placement}, Ray at {t.ray_address or 'a new local cluster'}"
         + (" (more than one node: start the cluster and set trainer.ray_address=auto)"

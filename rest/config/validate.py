@@ -134,9 +134,6 @@ def check_resources(cfg: RestConfig) -> None:
 def check_runnable(cfg: RestConfig) -> None:
     """Settings that pass type checks but fail once the workers run."""
     model, actor, trainer = cfg.model, cfg.actor, cfg.trainer
-    _require(cfg.algorithm.kl_coef == 0,
-             f"algorithm.kl_coef = {cfg.algorithm.kl_coef:g}: a KL penalty needs a reference policy, which this "
-             "trainer does not build yet; set algorithm.kl_coef=0")
     _require(not actor.cpu_offload or trainer.device == "cuda",
              "actor.cpu_offload=true offloads GPU state to host RAM: it needs trainer.device=cuda (on CPU the "
              "state is in host RAM already)")

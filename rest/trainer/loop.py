@@ -1,5 +1,6 @@
-"""The driver: rollout -> reward -> old log-prob -> advantage -> entropy-reweighted PPO-clip update ->
-weight sync, step after step, over the two Ray worker groups. Every phase is timed as `timing_s/<phase>`.
+"""The driver: rollout -> reward -> old log-prob -> (reference log-prob) -> advantage -> entropy-reweighted
+PPO-clip update -> weight sync, step after step, over the two Ray worker groups. Every phase is timed as
+`timing_s/<phase>`.
 """
 
 from __future__ import annotations
@@ -205,6 +206,9 @@ class Trainer:
                 with timer.phase("old_log_prob"):
                     batch.update(self.groups.actor.compute_log_prob(batch))
                 sync_metrics = self._check_sync(batch)
+            if cfg.algorithm.kl_coef > 0:  # pi_ref's log-probs for the KL term (workers.reference)
+                with timer.phase("ref"):
+                    batch.update(self.groups.actor.compute_ref_log_prob(batch))
             mask = batch["response_mask"]
             correction_metrics = self._correct_rollout(batch)
             with timer.phase("adv"):

@@ -15,9 +15,13 @@ def error_of(overrides: list[str]) -> str:
     return str(error.value)
 
 
-def test_a_kl_penalty_without_a_reference_policy_is_rejected():
-    message = error_of(["+recipe=tiny_cpu", "algorithm.kl_coef=0.01"])
-    assert "algorithm.kl_coef" in message and "reference policy" in message
+def test_a_kl_penalty_builds_a_reference_and_checks_its_estimator():
+    cfg = load_config(["+recipe=tiny_cpu", "algorithm=grpo", "algorithm.kl_coef=0.04"])  # GRPO paper's beta
+    assert (cfg.algorithm.kl_coef, cfg.algorithm.kl_estimator) == (0.04, "low_var_kl")
+    assert load_config(["+recipe=tiny_cpu", "algorithm.kl_coef=0.01", "algorithm.kl_estimator=k3+"])
+    message = error_of(["+recipe=tiny_cpu", "algorithm.kl_coef=0.01", "algorithm.kl_estimator=k4"])
+    assert "algorithm.kl_estimator" in message and "k4" in message and "low_var_kl" in message
+    assert "algorithm.kl_coef must be >= 0" in error_of(["+recipe=tiny_cpu", "algorithm.kl_coef=-0.1"])
 
 
 def test_cpu_offload_needs_cuda():
