@@ -24,9 +24,9 @@ clean:
 
 # ---- benchmarks (README "Performance"): scripts that print figures and rewrite their section of bench/RESULTS.md
 .PHONY: bench bench-quick
-BENCH_SCRIPTS := entropy_memory rollout weight_sync scaling rl_step_vs_trl
+BENCH_SCRIPTS := entropy_memory rollout weight_sync scaling rl_step_vs_trl packing ablation
 
-bench: setup  # all of them in turn, full size (~1 h on 2 cores); run one with: .venv/bin/python bench/NAME.py
+bench: setup  # all of them in turn, full size (~2 h on 2 cores); run one with: .venv/bin/python bench/NAME.py
 	@for b in $(BENCH_SCRIPTS); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
 bench-quick: setup  # every script at its smallest size: checks they run (figures too small to quote)
