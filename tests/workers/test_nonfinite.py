@@ -49,20 +49,27 @@ def rank_main(rank, model_path, port, results):
     worker.shutdown()
 
 
-def test_a_nan_on_one_rank_skips_the_step_on_every_rank(tmp_path):
-    tiny_model(tmp_path / "model")
+def run_two_ranks(target, model_dir) -> list:
+    """Run `target(rank, model_dir, port, results)` on two spawned processes (one gloo group); their results,
+    sorted by rank. Both processes must exit cleanly."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=rank_main, args=(rank, str(tmp_path / "model"), port, results)) for rank in (0, 1)]
+    procs = [ctx.Process(target=target, args=(rank, str(model_dir), port, results)) for rank in (0, 1)]
     for p in procs:
         p.start()
     outcome = sorted(results.get(timeout=300) for _ in procs)
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
+    return outcome
+
+
+def test_a_nan_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    tiny_model(tmp_path / "model")
+    outcome = run_two_ranks(rank_main, tmp_path / "model")
     for rank, skipped, unchanged, skipped_clean, unchanged_clean in outcome:
         assert skipped == 1 and unchanged, f"rank {rank} stepped on a NaN loss"
         assert skipped_clean == 0 and not unchanged_clean, f"rank {rank} did not step on a finite loss"

@@ -2,13 +2,10 @@
 Qwen3, rank-0 loading; no Ray. Before any update pi_ref == pi; the reference has no trainable parameter and no
 optimizer state; updates move the policy away from it (actor/kl_loss > 0) and never move the reference."""
 
-import socket
-
 import torch
-import torch.multiprocessing as mp
 
 from rest.config.load import load_config
-from tests.workers.test_nonfinite import batch, tiny_model
+from tests.workers.test_nonfinite import batch, run_two_ranks, tiny_model
 
 
 def rank_main(rank, model_path, port, results):
@@ -39,18 +36,7 @@ def rank_main(rank, model_path, port, results):
 
 def test_the_reference_is_the_frozen_start_model(tmp_path):
     tiny_model(tmp_path / "model")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=rank_main, args=(rank, str(tmp_path / "model"), port, results)) for rank in (0, 1)]
-    for p in procs:
-        p.start()
-    outcome = sorted(results.get(timeout=300) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    outcome = run_two_ranks(rank_main, tmp_path / "model")
     for rank, frozen, stepped, start_equal, first, second, ref_unchanged, moved in outcome:
         assert frozen and stepped, f"rank {rank}: the reference must be frozen, outside the optimizer"
         assert start_equal and abs(first) < 1e-6, f"rank {rank}: pi != pi_ref before any update ({first})"
