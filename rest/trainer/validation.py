@@ -32,8 +32,8 @@ class Validator:
         if cfg.trainer.test_freq and "task" in cfg.validation.benchmarks:
             print(describe_split(self.items), flush=True)
 
-    def generate_texts(self, prompt_ids: list[list[int]]) -> list[str]:
-        return [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in self._greedy(prompt_ids)]
+    def _text(self, sample) -> str:
+        return self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
 
     def _greedy(self, prompt_ids: list[list[int]]):
         groups = self.rollout.generate(prompt_ids, [[0] for _ in prompt_ids], self.max_tokens, True)
@@ -49,7 +49,7 @@ class Validator:
         ids = [encode_prompt(self.tokenizer, messages, t, self.cfg.data.prompt_format)
                for messages, t in zip(conversations, tools)]
         return [None if overflow_as_none and s.finish_reason == PROMPT_OVERFLOW
-                else self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in self._greedy(ids)]
+                else self._text(s) for s in self._greedy(ids)]
 
     def run(self, step: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -77,7 +77,7 @@ class Validator:
         ground_truths = [p.ground_truth for p in self.items]
         with timer.phase("validation_greedy"):
             samples = self._greedy(prompt_ids)
-        texts = [self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in samples]
+        texts = [self._text(s) for s in samples]
         metrics = task_metrics(zip(texts, ground_truths), prompt_format)
         metrics["val/task/response_length/mean"] = sum(len(s.token_ids) for s in samples) / len(samples)
         metrics["val/task/truncated"] = sum(s.finish_reason == "length" for s in samples) / len(samples)
@@ -86,7 +86,7 @@ class Validator:
                      for i in range(len(prompt_ids))]
             with timer.phase("validation_pass_at_k"):
                 groups = self.rollout.generate(prompt_ids, seeds, self.max_tokens, False)
-            sampled = [[self.tokenizer.decode(s.token_ids, skip_special_tokens=True) for s in g] for g in groups]
+            sampled = [[self._text(s) for s in g] for g in groups]
             metrics.update(pass_at_k_metrics(sampled, ground_truths, val.pass_k, prompt_format))
         return metrics
 
