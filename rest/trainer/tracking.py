@@ -55,12 +55,10 @@ class Tracker:
                 f.write(json.dumps({"step": step, **metrics}) + "\n")
         if "console" in self.loggers:
             shown = " | ".join(f"{k}={_fmt(metrics[k])}" for k in CONSOLE_KEYS if k in metrics)
-            tqdm.write(f"step {step}: {shown}", file=sys.stdout)  # above the progress bar, which is redrawn
+            for line in (f"step {step}: {shown}", summary_line(metrics, step)):
+                if line:
+                    tqdm.write(line, file=sys.stdout)  # above the progress bar, which is redrawn
             sys.stdout.flush()
-            line = summary_line(metrics, step)
-            if line:
-                tqdm.write(line, file=sys.stdout)
-                sys.stdout.flush()
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
