@@ -169,6 +169,20 @@ def pass_at_k_metrics(samples: Sequence[Sequence[str]], ground_truths: Sequence[
     return out
 
 
+def paired_bootstrap_ci(before: Sequence[float], after: Sequence[float], resamples: int = 10_000,
+                        level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean gain, low, high): the gain mean(after) - mean(before) over the same items, and its percentile
+    bootstrap interval from resampling items with replacement (paired: an item keeps both of its scores)."""
+    if len(before) != len(after) or not before:
+        raise ValueError(f"paired scores need equal, non-zero lengths, got {len(before)} and {len(after)}")
+    import numpy as np
+
+    diffs = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    index = np.random.default_rng(seed).integers(0, len(diffs), size=(resamples, len(diffs)))
+    low, high = np.quantile(diffs[index].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
+    return float(diffs.mean()), float(low), float(high)
+
+
 def summary_line(metrics: dict[str, float], step: int | None = None, prefix: str = PREFIX) -> str | None:
     """The console line people read: `val step 30: exact_match 0.543 (no_call 1.000 n=64, ...) | ...`;
     None when `metrics` has no task metrics."""

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from tqdm import tqdm
-from rest.eval.task import summary_line
+from rest.eval.task import paired_bootstrap_ci, summary_line
 from rest.plot import plot_runs
+from rest.trainer.validation import ITEM_SCORES_FILE
 
 CONSOLE_KEYS = (
     "critic/reward_mean", "response_length/mean", "actor/entropy", "actor/pg_loss", "actor/grad_norm",
@@ -31,8 +32,9 @@ class Tracker:
         self.jsonl_path = self.run_dir / "metrics.jsonl"
         if resume_step:
             self._truncate_after(resume_step)
-        elif self.jsonl_path.exists():
-            self.jsonl_path.unlink()
+        else:  # a fresh run: no lines from an earlier run in the same folder
+            for path in (self.jsonl_path, self.run_dir / ITEM_SCORES_FILE):
+                path.unlink(missing_ok=True)
         self.wandb = None
         if "wandb" in self.loggers:
             import wandb
@@ -70,7 +72,7 @@ class Tracker:
     def finish(self) -> Path | None:
         history = self.history()
         if "console" in self.loggers:
-            line = exact_match_change(history)
+            line = exact_match_change(history, self.run_dir / ITEM_SCORES_FILE)
             if line:
                 print(line, flush=True)
         plot = plot_runs({"": history}, self.run_dir / "curves.png")
@@ -83,8 +85,11 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def exact_match_change(history: list[dict], key: str = "val/task/exact_match") -> str | None:
-    """`held-out exact_match: step 0 0.312 -> step 30 0.305 (n=256)`: the first and last validation."""
+def exact_match_change(history: list[dict], item_scores: Path | None = None,
+                       key: str = "val/task/exact_match") -> str | None:
+    """`held-out exact_match: step 0 0.312 -> step 30 0.455 (n=256); gain +0.143, 95% CI [+0.105, +0.180]`:
+    the first and last validation, and (when the per-item scores were recorded) the paired bootstrap interval
+    of the gain over the same items."""
     rows = [row for row in history if key in row]
     if not rows:
         return None
@@ -94,4 +99,18 @@ def exact_match_change(history: list[dict], key: str = "val/task/exact_match") -
     change = f"step {first['step']} {first[key]:.3f}"
     if last is not first:
         change += f" -> step {last['step']} {last[key]:.3f}"
-    return f"held-out exact_match: {change}{size}"
+    line = f"held-out exact_match: {change}{size}"
+    by_step = _item_scores(item_scores) if last is not first else {}
+    before, after = by_step.get(first["step"]), by_step.get(last["step"])
+    if before and after and before["uid"] == after["uid"]:
+        gain, low, high = paired_bootstrap_ci(before["exact_match"], after["exact_match"])
+        line += f"; gain {gain:+.3f}, 95% paired bootstrap CI [{low:+.3f}, {high:+.3f}]"
+    return line
+
+
+def _item_scores(path: Path | None) -> dict[int, dict]:
+    """step -> that validation's per-item record (the last one written for a step wins, as after a resume)."""
+    if path is None or not Path(path).exists():
+        return {}
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return {record["step"]: record for record in records}

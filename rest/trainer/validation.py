@@ -9,13 +9,15 @@ on greedy answers, and optionally pass@k on sampled ones; `apibank` and `bfcl` r
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections import Counter
+from pathlib import Path
 
 from rest.data.example import ground_truth_calls
 from rest.data.prompt_set import PromptSet
 from rest.data.prompts import encode_prompt
-from rest.eval.task import KINDS, item_kind, pass_at_k_metrics, task_metrics
+from rest.eval.task import KINDS, aggregate, item_kind, pass_at_k_metrics, score_item
 from rest.trainer.timing import PhaseTimer
 from workers.rollout import PROMPT_OVERFLOW, sample_seed
 
@@ -57,7 +59,7 @@ class Validator:
         with timer.phase("validation"):
             for benchmark in self.cfg.validation.benchmarks:
                 if benchmark == "task":
-                    metrics.update(self._task(timer))
+                    metrics.update(self._task(timer, step))
                 else:
                     from rest.eval import run_validation
 
@@ -69,7 +71,7 @@ class Validator:
                                                   prompt_format=self.cfg.data.prompt_format, **options))
         return {**metrics, **timer.metrics()}
 
-    def _task(self, timer: PhaseTimer) -> dict[str, float]:
+    def _task(self, timer: PhaseTimer, step: int) -> dict[str, float]:
         if not self.items:
             return {}
         prompt_format, val = self.cfg.data.prompt_format, self.cfg.validation
@@ -78,7 +80,9 @@ class Validator:
         with timer.phase("validation_greedy"):
             samples = self._greedy(prompt_ids)
         texts = [self._text(s) for s in samples]
-        metrics = task_metrics(zip(texts, ground_truths), prompt_format)
+        scores = [score_item(text, gt, prompt_format) for text, gt in zip(texts, ground_truths)]
+        record_item_scores(self.cfg.trainer.run_dir, step, [p.uid for p in self.items], scores)
+        metrics = aggregate(scores)
         metrics["val/task/response_length/mean"] = sum(len(s.token_ids) for s in samples) / len(samples)
         metrics["val/task/truncated"] = sum(s.finish_reason == "length" for s in samples) / len(samples)
         if val.pass_k:
@@ -89,6 +93,18 @@ class Validator:
             sampled = [[self._text(s) for s in g] for g in groups]
             metrics.update(pass_at_k_metrics(sampled, ground_truths, val.pass_k, prompt_format))
         return metrics
+
+
+ITEM_SCORES_FILE = "val_items.jsonl"
+
+
+def record_item_scores(run_dir: str, step: int, uids: list[str], scores) -> None:
+    """One line per validation with each held-out item's greedy exact match, so the change between two
+    validations can get a paired confidence interval (rest.trainer.tracking.exact_match_change)."""
+    path = Path(run_dir) / ITEM_SCORES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps({"step": step, "uid": uids, "exact_match": [int(s.exact_match) for s in scores]}) + "\n")
 
 
 def describe_split(items) -> str:

@@ -122,3 +122,13 @@ def test_summary_line_reads_the_split():
     assert line.startswith("val step 30: n=2 exact_match 0.500 (no_call 1.000 n=1, one_call 0.000 n=1)")
     assert "pass_at_4 0.750" in line and "pass_at_4/no_call" not in line
     assert summary_line({"critic/reward_mean": 1.0}) is None
+
+
+def test_paired_bootstrap_interval_of_a_gain():
+    from rest.eval.task import paired_bootstrap_ci
+
+    assert paired_bootstrap_ci([1, 0, 1, 0], [1, 0, 1, 0]) == (0.0, 0.0, 0.0)  # nothing changed: no width
+    gain, low, high = paired_bootstrap_ci([0] * 200, [1] * 50 + [0] * 150)
+    assert gain == 0.25 and 0.18 < low < 0.25 < high < 0.32  # sqrt(.25 * .75 / 200) = 0.031; +-1.96 sd
+    with pytest.raises(ValueError, match="equal, non-zero"):
+        paired_bootstrap_ci([1], [1, 0])

@@ -34,3 +34,24 @@ def test_resume_drops_lines_after_the_checkpoint(tmp_path):
         tracker.log({"x": float(step)}, step=step)
     resumed = Tracker(["jsonl"], str(tmp_path), "p", "e", {}, resume_step=2)
     assert [row["step"] for row in resumed.history()] == [0, 1, 2]
+
+
+def test_the_final_line_gives_the_paired_interval_of_the_gain(tmp_path, capsys):
+    from rest.eval.task import ItemScore
+    from rest.trainer.validation import record_item_scores
+
+    def scores(hits):
+        return [ItemScore("one_call", bool(h), True, True, False, 0.0) for h in hits]
+
+    uids = [f"u{i}" for i in range(100)]
+    tracker = Tracker(["console", "jsonl"], str(tmp_path), "p", "e", {})
+    tracker.log({**VAL, "val/task/n": 100, "val/task/exact_match": 0.2}, step=0)
+    record_item_scores(str(tmp_path), 0, uids, scores([1] * 20 + [0] * 80))
+    tracker.log({**VAL, "val/task/n": 100, "val/task/exact_match": 0.6}, step=5)
+    record_item_scores(str(tmp_path), 5, uids, scores([1] * 60 + [0] * 40))  # 40 items gained, none lost
+    tracker.finish()
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("held-out exact_match: step 0 0.200 -> step 5 0.600 (n=100); gain +0.400, 95% paired")
+    low, high = (float(x) for x in line.split("CI [")[1].rstrip("]").split(", "))
+    assert 0.29 < low < 0.4 < high <= 0.51  # binomial: 0.4 +- 1.96 * sqrt(0.4 * 0.6 / 100) = [0.30, 0.50]
+    assert Tracker(["jsonl"], str(tmp_path), "p", "e", {}) and not (tmp_path / "val_items.jsonl").exists()
