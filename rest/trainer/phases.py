@@ -110,12 +110,7 @@ def _nonfinite_reward(batch: TensorDict, row: int, part: dict, step: int, policy
 def varied_groups(batch: TensorDict) -> torch.Tensor:
     """[B] bool: the row's group has rewards that differ (DAPO keeps those; an all-equal group has zero
     advantage)."""
-    total, group = batch["rewards", "total"], batch["group_id"]
-    keep = torch.zeros_like(group, dtype=torch.bool)
-    for g in group.unique():
-        rows = group == g
-        keep[rows] = bool(total[rows].max() > total[rows].min())
-    return keep
+    return objective.dynamic_sampling_keep(batch["rewards", "total"], batch["group_id"])
 
 
 def label_regions(batch: TensorDict, tokenizer) -> TensorDict:
