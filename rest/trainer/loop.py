@@ -19,7 +19,7 @@ from rest.trainer import checkpoint as ckpt
 from rest.trainer import phases
 from rest.trainer.batch import compact, concat_batches
 from rest.trainer.cluster import WorkerFault, WorkerGroups
-from rest.trainer.phases import WeightSyncError, fuses_old_log_prob  # noqa: F401 (part of the driver's API)
+from rest.trainer.phases import fuses_old_log_prob
 from rest.trainer.sampler import PromptSampler
 from rest.trainer.timing import PhaseTimer
 from rest.trainer.tracking import Tracker

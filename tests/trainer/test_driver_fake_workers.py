@@ -20,7 +20,8 @@ from tensordict import TensorDict
 from rest.config.load import load_config
 from rest.data.prompt_set import Prompt
 from rest.models.cache import load_tokenizer, resolve_model_path
-from rest.trainer.loop import Trainer, WeightSyncError
+from rest.trainer.loop import Trainer
+from rest.trainer.phases import WeightSyncError
 from rest.trainer.timing import PhaseTimer
 from rest.tooluse.regions import Region, label_response
 from workers.dispatch import WorkerOutput

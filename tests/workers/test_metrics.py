@@ -41,5 +41,5 @@ def test_collect_dp_concatenates_the_rows_and_reduces_the_metrics_of_worker_outp
                             {"loss": Metric("sum", [rank + 1.0])}) for rank in range(2)]
     collected = collect_dp(outputs)
     assert collected.batch["x"].tolist() == [0, 0, 1, 1] and collected.metrics == {"loss": 3.0}
-    assert collect_dp([WorkerOutput(None, {"m": Metric("max", [2.0])}), WorkerOutput(None, {"m": Metric("max", [7.0])})]) \
-        == WorkerOutput(None, {"m": 7.0})
+    outputs = [WorkerOutput(None, {"m": Metric("max", [2.0])}), WorkerOutput(None, {"m": Metric("max", [7.0])})]
+    assert collect_dp(outputs) == WorkerOutput(None, {"m": 7.0})
