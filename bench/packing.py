@@ -5,7 +5,7 @@ Not a test. Two measurements, side by side in one run:
 
 1. Step time. One actor update over --sequences sequences of a ToolRL-like length mix (prompt lengths uniform
    in [200, 1500], response lengths uniform in [20, 600], random token ids, one fixed draw), run the way
-   `FSDPActorWorker.update_policy` runs a mini-batch on one rank (`workers.fsdp_actor.PolicyScorer` forward,
+   `FSDPActorWorker.update_policy` runs a mini-batch on one rank (`workers.fsdp_engine.PolicyScorer` forward,
    `rest.algo.objective.policy_loss` over the global denominator, backward per micro-batch, then AdamW),
    without FSDP (one process):
      padded  today's path: --micro-batch consecutive sequences per micro-batch, padded to their longest prompt
@@ -96,7 +96,7 @@ def measure_step(args) -> dict:
 
     from rest.algo.config import AlgorithmConfig
     from rest.models.cache import resolve_model_path
-    from workers.fsdp_actor import PolicyScorer
+    from workers.fsdp_engine import PolicyScorer
     from workers.packing import fixed_size_partition, micro_batch_indices, packed_attn_implementation
 
     torch.set_num_threads(args.threads)

@@ -116,14 +116,15 @@ def timed_classes():
     """Subclasses of rest's workers that only stamp wall-clock times around the real methods, plus the sync
     path rest had before (`*_previous`, for the side-by-side comparison)."""
     from workers.dispatch import Dispatch, register
-    from workers.fsdp_actor import DTYPES, FSDPActorWorker
+    from workers.fsdp_actor import FSDPActorWorker
+    from workers.fsdp_engine import DTYPES
     from workers.rollout import RolloutWorker
 
     class TimedActor(FSDPActorWorker):
         def _stamp(self, t, dtype):
             self._export = (t, time.time())
             # distinct parameters (a tied head counted once) in the rollout dtype
-            self._bytes = sum(p.numel() for p in self.module.parameters()) * DTYPES[dtype].itemsize
+            self._bytes = sum(p.numel() for p in self.actor.module.parameters()) * DTYPES[dtype].itemsize
 
         def export_weights(self, dtype):
             t = time.time()
@@ -132,15 +133,16 @@ def timed_classes():
             return out
 
         export_weights._dispatch_mode = FSDPActorWorker.export_weights._dispatch_mode
+        export_weights._blocking = FSDPActorWorker.export_weights._blocking
 
         @register(Dispatch.RANK_ZERO)
         def export_weights_previous(self, dtype):
             """rest's export before: FSDP2 full state dict gathered on rank 0, torch tensors through Ray."""
             t = time.time()
-            state = self._full_state_dict()
+            state = self.actor.full_state_dict()
             out = None
             if self.rank == 0:
-                if self.tied and "lm_head.weight" not in state:
+                if self.actor.tied and "lm_head.weight" not in state:
                     state["lm_head.weight"] = state["model.embed_tokens.weight"]
                 out = {key: value.to(DTYPES[dtype]) for key, value in state.items()}
             self._stamp(t, dtype)

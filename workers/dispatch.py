@@ -3,16 +3,22 @@
 A worker method declares its dispatch mode with `@register(Dispatch.X)`; `RayWorkerGroup` then exposes the
 method on the group so the driver reads like single-process code: `actor.compute_log_prob(batch)` splits the
 batch over the ranks, runs every rank (FSDP needs every rank in every forward) and concatenates the results.
+A method declared `@register(mode, blocking=False)` returns its ObjectRefs at once (one per rank), for a call
+whose answers go straight to another group (the weight export: `rollout.load_weights(actor.export_weights(dtype))`).
+Metrics come back as `workers.metrics.Metric`s and are combined by their own reductions.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import ray
 import torch
 from tensordict import TensorDict
+
+from workers.metrics import reduce_metrics
 
 
 class Dispatch(enum.Enum):
@@ -21,12 +27,25 @@ class Dispatch(enum.Enum):
     DP_COMPUTE = "dp_compute"  # TensorDict/list positional arguments split over ranks; answers concatenated
 
 
-def register(mode: Dispatch) -> Callable:
+def register(mode: Dispatch, blocking: bool = True) -> Callable:
+    """Declare how a worker method is called on a group: `mode` (how arguments reach the ranks and answers come
+    back) and `blocking` (False: the group call returns the per-rank ObjectRefs without waiting)."""
+
     def decorator(fn: Callable) -> Callable:
         fn._dispatch_mode = mode
+        fn._blocking = blocking
         return fn
 
     return decorator
+
+
+@dataclass
+class WorkerOutput:
+    """A DP_COMPUTE answer with both parts: new per-row fields (concatenated over ranks) and metrics
+    ({name: Metric} on a rank; {name: float} once collected)."""
+
+    batch: TensorDict | None = None
+    metrics: dict = field(default_factory=dict)
 
 
 def split_batch(batch: TensorDict, parts: int) -> list[TensorDict]:
@@ -64,14 +83,18 @@ def split_args(args: tuple, parts: int) -> list[tuple]:
 
 
 def collect_dp(outputs: list[Any]) -> Any:
-    """Concatenate per-rank TensorDicts; average per-rank metric dicts (each rank saw an equal share)."""
+    """Concatenate per-rank TensorDicts and lists; combine per-rank metric dicts by each metric's reduction
+    (`workers.metrics.reduce_metrics`; a plain number is averaged: each rank saw an equal share)."""
     first = outputs[0]
     if isinstance(first, TensorDict):
         return torch.cat(outputs, dim=0)
     if isinstance(first, list):
         return [item for out in outputs for item in out]
     if isinstance(first, dict):
-        return {k: sum(float(o[k]) for o in outputs) / len(outputs) for k in first}
+        return reduce_metrics(outputs)
+    if isinstance(first, WorkerOutput):
+        batch = torch.cat([o.batch for o in outputs], dim=0) if first.batch is not None else None
+        return WorkerOutput(batch, reduce_metrics([o.metrics for o in outputs]))
     return outputs
 
 
@@ -87,7 +110,8 @@ class RayWorkerGroup:
         return len(self.actors)
 
     def call_async(self, method: str, *args, **kwargs) -> list[ray.ObjectRef]:
-        """Dispatch without waiting; returns one ObjectRef per rank (DP_COMPUTE: per-rank chunks)."""
+        """Dispatch without waiting; returns one ObjectRef per rank (DP_COMPUTE: per-rank chunks). The driver
+        calls methods by name (`group.method(...)`); this is what such a call runs."""
         mode = getattr(getattr(self.worker_cls, method), "_dispatch_mode", None)
         if mode is None:
             raise AttributeError(f"{self.worker_cls.__name__}.{method} is not a registered worker method")
@@ -101,12 +125,16 @@ class RayWorkerGroup:
     def __getattr__(self, method: str):
         if method.startswith("_"):
             raise AttributeError(method)
-        mode = getattr(getattr(self.worker_cls, method, None), "_dispatch_mode", None)
+        fn = getattr(self.worker_cls, method, None)
+        mode = getattr(fn, "_dispatch_mode", None)
         if mode is None:
             raise AttributeError(f"{self.worker_cls.__name__} has no registered worker method {method!r}")
 
         def call(*args, **kwargs):
-            outputs = ray.get(self.call_async(method, *args, **kwargs))
+            refs = self.call_async(method, *args, **kwargs)
+            if not fn._blocking:
+                return refs
+            outputs = ray.get(refs)
             if mode is Dispatch.DP_COMPUTE:
                 return collect_dp(outputs)
             if mode is Dispatch.RANK_ZERO:

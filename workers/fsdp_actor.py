@@ -1,98 +1,47 @@
 """The FSDP2 actor worker: one Ray actor per rank, all ranks forming one torch.distributed group.
 
-Each rank holds a `fully_shard`-ed copy of the policy (one FSDP unit per decoder layer plus the root) and sees
-1/world of every batch. Log-probs and entropies are computed from the hidden states of the response positions
-only, chunk by chunk through the LM head (`rest.algo.entropy`), so no [tokens, vocab] fp32 tensor for a whole
-batch ever exists. The loss normaliser of each mini-batch is all-reduced first, so gradient accumulation over
-micro-batches and ranks gives exactly the loss of the whole mini-batch; so micro-batches may be formed by token
-count (actor.max_tokens_per_micro_batch) and packed into one row without padding (actor.use_remove_padding,
-`workers.packing`). With actor.load_on_rank0 only rank 0 reads the checkpoint (`workers.model_loading`).
-With algorithm.kl_coef > 0 each rank also holds its shard of the frozen reference policy (`workers.reference`).
+A thin shell over `workers.fsdp_engine.FSDPEngine` (the sharded policy: forward, forward-backward with an
+injected loss, optimizer step, export, save/load). What is PPO lives here: `update_policy` runs the schedule
+(PPO epochs over mini-batches, gradient accumulation over micro-batches, one LR step per call) with the loss of
+the algorithm registry (`ppo_loss`: `rest.algo.objective.policy_loss` of algorithm.policy_loss and
+loss_agg_mode). Each rank sees 1/world of every batch. The loss normaliser of each mini-batch is all-reduced
+first, so gradient accumulation over micro-batches and ranks gives exactly the loss of the whole mini-batch.
+Metrics carry their reduction (`workers.metrics`). With algorithm.kl_coef > 0 each rank also holds its shard of
+the frozen reference policy (a frozen engine, `workers.reference`).
 """
 
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from tensordict import TensorDict
-from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_state_dict,
-    set_state_dict,
-)
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
 from rest.algo import objective
-from rest.algo.entropy import entropy_and_logprob_from_hidden
+from rest.algo.config import AlgorithmConfig
 from rest.config.schema import RestConfig
 from rest.console import configure_logging
-from workers.dispatch import Dispatch, register
-from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
-from workers.packing import micro_batch_indices, pack_micro_batch, packed_attn_implementation
-from workers.reference import freeze
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from workers.dispatch import Dispatch, WorkerOutput, register
+from workers.fsdp_engine import FSDPEngine, LossFn, process_group_backend
+from workers.metrics import Metric
 
 
-class PolicyScorer(nn.Module):
-    """Root FSDP unit around the HF causal LM: its forward returns per-token log-prob and entropy of the
-    response tokens, so the root's parameters (embeddings, LM head) are unsharded while the head is used."""
+def ppo_loss(algo: AlgorithmConfig, norm_len: int, denominator: torch.Tensor, fused: bool) -> LossFn:
+    """The injected loss of one mini-batch: algorithm.policy_loss aggregated by loss_agg_mode over the global
+    normaliser `denominator` (so micro-batch losses summed over ranks are the mini-batch's loss). `fused`: the
+    update's own forward gives pi_old (log-prob detached), as it precedes the only optimizer step."""
 
-    def __init__(self, lm: nn.Module, chunk_size: int, remove_padding: bool = False):
-        super().__init__()
-        self.lm = lm
-        self.chunk_size = chunk_size
-        self.remove_padding = remove_padding  # forward the micro-batch packed into one row (workers.packing)
-
-    def forward(self, input_ids, attention_mask, position_ids, responses, response_mask, temperature: float):
-        selected = response_mask.bool()
-        if self.remove_padding:
-            packed = pack_micro_batch(input_ids, attention_mask, position_ids, response_mask)
-            hidden = self.lm.model(
-                input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False,
-                **packed.attention_kwargs(),
-            ).last_hidden_state[0, packed.hidden_index]
-        else:
-            hidden = self.lm.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-            ).last_hidden_state
-            width = responses.shape[1]
-            hidden = hidden[:, -width - 1 : -1][selected]  # position t predicts response token t
-        entropy, logprob = entropy_and_logprob_from_hidden(
-            hidden, self.lm.lm_head.weight, responses[selected], temperature, self.chunk_size
+    def loss_fn(log_prob: torch.Tensor, micro: TensorDict) -> tuple[torch.Tensor, dict]:
+        old_log_prob = log_prob.detach() if fused else micro["old_log_prob"]
+        return objective.policy_loss(
+            log_prob, old_log_prob, micro["advantages"], micro["response_mask"], micro.get("token_weights"), algo,
+            denominator=denominator.to(log_prob.dtype), norm_len=norm_len,
+            is_weights=micro.get("rollout_is_weights"), ref_logprob=micro.get("ref_log_prob"),
         )
-        full_entropy = torch.zeros(responses.shape, dtype=torch.float32, device=responses.device)
-        full_logprob = torch.zeros(responses.shape, dtype=torch.float32, device=responses.device)
-        full_entropy = full_entropy.masked_scatter(selected, entropy.detach())
-        full_logprob = full_logprob.masked_scatter(selected, logprob)
-        return full_logprob, full_entropy
 
-
-def process_group_backend(cfg: RestConfig) -> str:
-    """gloo on CPU. On cuda, NCCL for GPU tensors plus gloo for CPU ones: with actor.cpu_offload the sharded
-    parameters and gradients live in host RAM, so `clip_grad_norm_`'s all-reduce of the gradient norm runs on
-    CPU tensors, which an NCCL-only group refuses (as it refuses checkpointing's CPU-side collectives)."""
-    return "cuda:nccl,cpu:gloo" if cfg.trainer.device == "cuda" else "gloo"
-
-
-def _lr_lambda(warmup_steps: int, total_steps: int, schedule: str):
-    def factor(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if schedule == "cosine":
-            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0
-
-    return factor
+    return loss_fn
 
 
 class FSDPActorWorker:
@@ -106,239 +55,99 @@ class FSDPActorWorker:
         dist.init_process_group(process_group_backend(cfg), rank=rank, world_size=world_size)
         self.world_size = world_size
 
-    # ---------------------------------------------------------------- set-up
     @register(Dispatch.ONE_TO_ALL)
     def init_model(self, model_path: str, total_steps: int) -> None:
-        cfg = self.cfg
-        torch.manual_seed(cfg.trainer.seed)
+        torch.manual_seed(self.cfg.trainer.seed)
         mesh = init_device_mesh(self.device.type, (self.world_size,))
-        self.module = self._sharded_scorer(model_path, mesh, trainable=True)
-        self.tied = bool(getattr(self.module.lm.config, "tie_word_embeddings", False))
-        self.hf_config = self.module.lm.config
+        engine = dict(cfg=self.cfg, model_path=model_path, mesh=mesh, rank=self.rank, world_size=self.world_size,
+                      device=self.device)
+        self.actor = FSDPEngine(**engine, trainable=True, total_steps=total_steps)
         # pi_ref for algorithm.kl_coef > 0: the start model again, sharded on the same mesh, frozen, no optimizer
-        self.ref_module = freeze(self._sharded_scorer(model_path, mesh, trainable=False)) \
-            if cfg.algorithm.kl_coef > 0 else None
-        self.optimizer = torch.optim.AdamW(
-            self.module.parameters(), lr=cfg.actor.lr, weight_decay=cfg.actor.weight_decay,
-            betas=tuple(cfg.actor.betas),
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(cfg.actor.warmup_steps, total_steps, cfg.actor.lr_schedule)
-        )
-
-    def _sharded_scorer(self, model_path: str, mesh, trainable: bool) -> PolicyScorer:
-        """The checkpoint as a `fully_shard`-ed PolicyScorer on `mesh` (one unit per decoder layer plus the root).
-        With actor.load_on_rank0 only rank 0 reads the checkpoint; the others build on meta
-        (workers.model_loading). Gradient checkpointing only where there is a backward (`trainable`)."""
-        cfg = self.cfg
-        attn = cfg.model.attn_implementation
-        if cfg.actor.use_remove_padding:
-            attn = packed_attn_implementation(attn)
-        from_rank0 = cfg.actor.load_on_rank0 and self.world_size > 1
-        lm = build_causal_lm(model_path, DTYPES[cfg.model.dtype], attn, on_meta=from_rank0 and self.rank != 0)
-        full_state = full_state_for_broadcast(lm, prefix="lm.") if from_rank0 and self.rank == 0 else None
-        if trainable and cfg.model.gradient_checkpointing:
-            lm.gradient_checkpointing_enable()
-        shard_kwargs = {"mesh": mesh}
-        if cfg.actor.mixed_precision == "bf16":
-            shard_kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        if cfg.actor.cpu_offload:
-            shard_kwargs["offload_policy"] = CPUOffloadPolicy()
-        for layer in lm.model.layers:
-            fully_shard(layer, **shard_kwargs)
-        module = PolicyScorer(lm, cfg.actor.entropy_chunk_size, remove_padding=cfg.actor.use_remove_padding)
-        fully_shard(module, **shard_kwargs)
-        if from_rank0:
-            shard_device = torch.device("cpu") if cfg.actor.cpu_offload else self.device
-            load_sharded_from_rank0(module, full_state, shard_device)
-            del full_state
-        elif not cfg.actor.cpu_offload:
-            module.to(self.device)
-        return module
+        self.ref = FSDPEngine(**engine, trainable=False) if self.cfg.algorithm.kl_coef > 0 else None
 
     # ---------------------------------------------------------------- compute
-    def _micro_batches(self, batch: TensorDict, size: int) -> list[list[int]]:
-        """Row indices of this rank's micro-batches: by token budget when actor.max_tokens_per_micro_batch is set
-        (the same count on every rank), else `size` consecutive rows."""
-        return micro_batch_indices(batch, self.cfg.actor.max_tokens_per_micro_batch, size)
-
-    def _score(self, micro: TensorDict, module: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        micro = micro.to(self.device)
-        return (module or self.module)(
-            micro["input_ids"], micro["attention_mask"], micro["position_ids"], micro["responses"],
-            micro["response_mask"], self.cfg.rollout.temperature,
-        )
-
-    def _score_batch(self, batch: TensorDict, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-prob and entropy [rows, width] of `module` (eval, no grad), micro-batch by micro-batch, on CPU."""
-        rows, width = batch.batch_size[0], batch["responses"].shape[1]
-        logprobs, entropies = torch.zeros(rows, width), torch.zeros(rows, width)
-        module.eval()
-        with torch.no_grad():
-            for index in self._micro_batches(batch, self.cfg.actor.logprob_micro_batch_size):
-                logprob, entropy = self._score(batch[torch.tensor(index)], module)
-                logprobs[index] = logprob.cpu()
-                entropies[index] = entropy.cpu()
-        return logprobs, entropies
-
     @register(Dispatch.DP_COMPUTE)
     def compute_log_prob(self, batch: TensorDict) -> TensorDict:
-        """Old-policy log-prob and entropy of every response token (zeros on padding)."""
-        logprob, entropy = self._score_batch(batch, self.module)
-        return TensorDict({"old_log_prob": logprob, "entropy": entropy}, batch_size=batch.batch_size)
+        """Old-policy log-prob and entropy of every response token (zeros off the loss mask)."""
+        scored = self.actor.infer(batch, self.cfg.actor.logprob_micro_batch_size)
+        return TensorDict({"old_log_prob": scored["log_prob"], "entropy": scored["entropy"]},
+                          batch_size=batch.batch_size)
 
     @register(Dispatch.DP_COMPUTE)
     def compute_ref_log_prob(self, batch: TensorDict) -> TensorDict:
-        """Reference-policy log-prob of every response token (zeros on padding), for the KL term."""
-        if self.ref_module is None:
+        """Reference-policy log-prob of every response token (zeros off the loss mask), for the KL term."""
+        if self.ref is None:
             raise RuntimeError("compute_ref_log_prob needs algorithm.kl_coef > 0 (no reference model was built)")
-        logprob, _ = self._score_batch(batch, self.ref_module)
-        return TensorDict({"ref_log_prob": logprob}, batch_size=batch.batch_size)
-
-    def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
-        value = value.detach().to(self.device, torch.float64).clone()
-        dist.all_reduce(value)
-        return value
-
-    def _all_finite(self, local: bool) -> bool:
-        """Whether every rank saw a finite loss and gradient: the optimizer step is taken by all or by none."""
-        bad = torch.tensor(0.0 if local else 1.0, device=self.device)
-        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        return not bool(bad)
+        scored = self.ref.infer(batch, self.cfg.actor.logprob_micro_batch_size)
+        return TensorDict({"ref_log_prob": scored["log_prob"]}, batch_size=batch.batch_size)
 
     @register(Dispatch.DP_COMPUTE)
-    def update_policy(self, batch: TensorDict) -> dict[str, float]:
-        """PPO epochs over mini-batches; gradient accumulation over micro-batches; one scheduler step."""
+    def update_policy(self, batch: TensorDict, fused_old_log_prob: bool = False) -> WorkerOutput:
+        """PPO epochs over mini-batches; gradient accumulation over micro-batches; one LR step.
+
+        `fused_old_log_prob` (the driver decides it once, `rest.trainer.phases.fuses_old_log_prob`): the batch
+        has no old_log_prob; the update is on-policy (one epoch, one mini-batch), so each micro-batch's forward
+        runs before the only optimizer step and its log-probs are pi_old's. They come back as the output's
+        old_log_prob, for the driver's rollout/actor agreement check."""
         cfg, algo = self.cfg, self.cfg.algorithm
         local_mini = cfg.actor.ppo_mini_batch_size * cfg.rollout.n // self.world_size
         norm_len = algo.loss_norm_len or cfg.data.max_response_length
-        self.module.train()
-        sums: dict[str, float] = {}
-        grad_norms: list[float] = []
-        count = skipped = 0
-        # Without old log-probs the update is on-policy (the driver checked: one epoch, one mini-batch), so each
-        # micro-batch's forward runs before the only optimizer step and its log-probs are the old ones.
-        fused = "old_log_prob" not in batch.keys()
-        if fused and (cfg.actor.ppo_epochs != 1 or batch.batch_size[0] > local_mini):
-            raise ValueError("update_policy without old_log_prob needs one PPO epoch over one mini-batch")
-        diff_max = torch.zeros((), dtype=torch.float64)
-        diff_sum, diff_count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+        if fused_old_log_prob and (cfg.actor.ppo_epochs != 1 or batch.batch_size[0] > local_mini):
+            raise ValueError("update_policy with fused_old_log_prob needs one PPO epoch over one mini-batch")
+        if not fused_old_log_prob and "old_log_prob" not in batch.keys():
+            raise ValueError("update_policy needs the batch's old_log_prob (compute_log_prob) unless fused")
+        # per micro-batch on every rank: entropy and the loss's own metrics (clip fractions, KL); once per
+        # optimizer step, the same on every rank: the all-reduced mini-batch loss, grad norm, skipped steps
+        metrics = {"actor/entropy": Metric("mean"), "actor/pg_loss": Metric("mean", replicated=True),
+                   "actor/grad_norm": Metric("mean", replicated=True),
+                   "actor/skipped_steps": Metric("sum", replicated=True), "actor/lr": Metric("mean", replicated=True)}
+        old_log_prob = torch.zeros(batch["responses"].shape) if fused_old_log_prob else None
+        self.actor.train_mode()
         for _ in range(cfg.actor.ppo_epochs):
             for mini in batch.split(local_mini):
-                weights = mini["token_weights"] if "token_weights" in mini.keys() else None
                 # every rank adds its share of the normaliser: the mini-batch loss is exact across ranks
-                denominator = self._global_sum(
-                    objective.loss_denominator(mini["response_mask"], weights, algo, norm_len=norm_len)
-                )
-                self.optimizer.zero_grad(set_to_none=True)
-                finite_loss = True
-                for index in self._micro_batches(mini, cfg.actor.ppo_micro_batch_size):
-                    micro = mini[torch.tensor(index)]
-                    logprob, entropy = self._score(micro)
-                    micro = micro.to(self.device)
-                    if fused:
-                        old_log_prob = logprob.detach()
-                        diff = (micro["rollout_log_prob"] - old_log_prob).abs()[micro["response_mask"].bool()]
-                        if diff.numel():
-                            diff_max = torch.maximum(diff_max, diff.max().double().cpu())
-                            diff_sum += diff.double().sum().cpu()
-                            diff_count += diff.numel()
-                    else:
-                        old_log_prob = micro["old_log_prob"]
-                    loss, metrics = objective.policy_loss(
-                        logprob, old_log_prob, micro["advantages"], micro["response_mask"],
-                        micro["token_weights"] if weights is not None else None, algo,
-                        denominator=denominator.to(logprob.dtype), norm_len=norm_len,
-                        is_weights=micro["rollout_is_weights"] if "rollout_is_weights" in micro.keys() else None,
-                        ref_logprob=micro["ref_log_prob"] if "ref_log_prob" in micro.keys() else None,
-                    )
-                    # FSDP averages gradients over ranks; the loss is already a global sum, so undo the mean
-                    finite_loss = finite_loss and bool(torch.isfinite(loss.detach()))
-                    (loss * self.world_size).backward()
-                    mask = micro["response_mask"].bool()
-                    metrics["actor/entropy"] = entropy[mask].mean() if mask.any() else torch.tensor(0.0)
-                    metrics["actor/pg_loss"] = loss
-                    for key, value in metrics.items():
-                        sums[key] = sums.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
-                    count += 1
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.actor.grad_clip)
-                grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-                if self._all_finite(finite_loss and math.isfinite(grad_norm)):
-                    self.optimizer.step()
-                else:  # one rank's NaN/inf skips the step on every rank: weights stay identical across ranks
-                    self.optimizer.zero_grad(set_to_none=True)
-                    skipped += 1
-                grad_norms.append(grad_norm)
-        self.scheduler.step()
-        metrics = {key: value / count for key, value in sums.items()}
-        metrics["actor/skipped_steps"] = skipped
-        metrics["actor/pg_loss"] = sums["actor/pg_loss"] * self.world_size / len(grad_norms)
-        metrics["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
-        metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
-        if fused:  # the rollout/actor agreement over the whole batch, the same on every rank
-            diff_max = diff_max.to(self.device)
-            dist.all_reduce(diff_max, op=dist.ReduceOp.MAX)
-            metrics["rollout/logprob_diff_max"] = float(diff_max)
-            metrics["rollout/logprob_diff_mean"] = float(self._global_sum(diff_sum) / self._global_sum(diff_count).clamp(min=1))
-        return metrics
+                denominator = self.actor.global_sum(objective.loss_denominator(
+                    mini["response_mask"], mini.get("token_weights"), algo, norm_len=norm_len))
+                loss_fn = ppo_loss(algo, norm_len, denominator, fused_old_log_prob)
+                mini_loss, finite = torch.zeros((), dtype=torch.float64), True
+                for index in self.actor.micro_batches(mini, cfg.actor.ppo_micro_batch_size):
+                    loss, scored, loss_metrics = self.actor.forward_backward(mini[torch.tensor(index)], loss_fn)
+                    finite = finite and bool(torch.isfinite(loss))
+                    mini_loss += loss.double().cpu()
+                    mask = mini["response_mask"][index].bool()
+                    entropy = scored["entropy"].cpu()
+                    metrics["actor/entropy"].add(entropy[mask].mean() if mask.any() else 0.0)
+                    for name, value in loss_metrics.items():
+                        metrics.setdefault(name, Metric("mean")).add(value)
+                    if old_log_prob is not None:
+                        old_log_prob[index] = scored["log_prob"].cpu()
+                metrics["actor/pg_loss"].add(self.actor.global_sum(mini_loss))
+                grad_norm, stepped = self.actor.optimizer_step(finite)
+                metrics["actor/grad_norm"].add(grad_norm)
+                metrics["actor/skipped_steps"].add(0 if stepped else 1)
+        metrics["actor/lr"].add(self.actor.lr_step())
+        fused = TensorDict({"old_log_prob": old_log_prob}, batch_size=batch.batch_size) if fused_old_log_prob else None
+        return WorkerOutput(fused, metrics)
 
     # ---------------------------------------------------------------- weights
-    def _full_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full (unsharded) HF-named state dict on rank 0; every rank must call (it is a collective)."""
-        state = get_model_state_dict(
-            self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
-        return {key.removeprefix("lm."): value for key, value in state.items()}
-
-    @register(Dispatch.ONE_TO_ALL)
+    @register(Dispatch.ONE_TO_ALL, blocking=False)
     def export_weights(self, dtype: str) -> dict:
-        """This rank's part of the weights for the rollout engines (`workers.weight_sync`): its local shard of
-        every parameter, as zero-copy views that Ray writes straight into the object store; the rollout
-        worker takes every rank's export and concatenates. No gather: gloo's all-gather was half of a sync.
-        The LM head is named even when tied (sent once), or vLLM's reload would keep its old packed head."""
-        from workers.weight_sync import export_state
-
-        # the FSDP2 state-dict hook makes every parameter its sharded DTensor (the root may be unsharded)
-        state = self.module.state_dict(keep_vars=True)
-        aliases = {"lm_head.weight": "model.embed_tokens.weight"} if self.tied else None
-        return export_state(state, self.rank, self.world_size, DTYPES[dtype], strip_prefix="lm.", aliases=aliases)
+        """This rank's shards for the rollout workers (`FSDPEngine.export_weights`). Non-blocking: the group
+        call returns every rank's ObjectRef at once, and the rollout workers fetch them from the object store."""
+        return self.actor.export_weights(dtype)
 
     @register(Dispatch.RANK_ZERO)
     def save_hf(self, path: str) -> None:
-        from safetensors.torch import save_file
-
-        state = self._full_state_dict()
-        if self.rank != 0:
-            return
-        if self.tied:
-            state.pop("lm_head.weight", None)
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous().clone() for k, v in state.items()}, str(out / "model.safetensors"),
-                  metadata={"format": "pt"})
-        self.hf_config.save_pretrained(out)
+        self.actor.save_hf(path)
 
     # ---------------------------------------------------------------- checkpoints
     @register(Dispatch.ONE_TO_ALL)
     def save_checkpoint(self, path: str) -> None:
-        model_state, optim_state = get_state_dict(self.module, self.optimizer)
-        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=os.path.join(path, "actor"))
-        torch.save(
-            {"scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
-            os.path.join(path, f"actor_extra_rank{self.rank}.pt"),
-        )
-        dist.barrier()
+        self.actor.save(path)
 
     @register(Dispatch.ONE_TO_ALL)
     def load_checkpoint(self, path: str) -> None:
-        model_state, optim_state = get_state_dict(self.module, self.optimizer)
-        state = {"model": model_state, "optim": optim_state}
-        dcp.load(state, checkpoint_id=os.path.join(path, "actor"))
-        set_state_dict(self.module, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-        extra = torch.load(os.path.join(path, f"actor_extra_rank{self.rank}.pt"), weights_only=True)
-        self.scheduler.load_state_dict(extra["scheduler"])
-        torch.set_rng_state(extra["torch_rng"])
-        dist.barrier()
+        self.actor.load(path)
 
     @register(Dispatch.ONE_TO_ALL)
     def shutdown(self) -> None:

@@ -86,7 +86,8 @@ def policy_loss(
     ref_logprob: torch.Tensor | None = None,
     is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Scalar loss = aggregate(m, w, l_t + kl_coef * KL_t) under cfg.loss_agg_mode, plus metrics.
+    """Scalar loss = aggregate(m, w, l_t + kl_coef * KL_t) under cfg.loss_agg_mode, plus per-token-mean metrics
+    (clip fractions, ppo_kl, kl_loss).
 
     With kl_coef > 0 (beta) the KL to the reference, estimated per token by cfg.kl_estimator from `ref_logprob`,
     is added before aggregation (same mask, weights and normaliser): l_t + beta * KL_t, as GRPO's objective.
@@ -109,8 +110,7 @@ def policy_loss(
         norm_len=norm_len or cfg.loss_norm_len,
         denominator=denominator,
     )
-    metrics["actor/pg_loss"] = loss.detach().item()
-    return loss, metrics
+    return loss, metrics  # the loss itself is the caller's to report (a micro-batch's is a share of a sum)
 
 
 def dynamic_sampling_keep(rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:

@@ -173,7 +173,7 @@ def create_worker_groups(cfg: RestConfig, model_path: str, total_steps: int) -> 
 
     def replace_rollout_worker(rank: int):
         worker = rollout_worker(rank)  # then the current weights, straight from the actor ranks
-        ray.get(worker.load_weights.remote(groups.actor.call_async("export_weights", cfg.rollout.dtype)))
+        ray.get(worker.load_weights.remote(groups.actor.export_weights(cfg.rollout.dtype)))
         return worker
 
     rollouts = [rollout_worker(rank) for rank in range(len(placement.rollout))]

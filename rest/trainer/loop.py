@@ -1,60 +1,33 @@
 """The driver: rollout -> reward -> old log-prob -> (reference log-prob) -> advantage -> entropy-reweighted
-PPO-clip update -> weight sync, step after step, over the two Ray worker groups. Every phase is timed as
-`timing_s/<phase>`.
+PPO-clip update -> weight sync, step after step, over the two Ray worker groups. One batch (`rest.trainer.batch`)
+goes through the phases (`rest.trainer.phases`); every phase is timed as `timing_s/<phase>`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import ray
-import torch
+from tensordict import TensorDict
 from tqdm import tqdm
 
-from rest.algo import objective
-from rest.algo.rollout_correction import compute_rollout_correction
 from rest.config.schema import RestConfig
+from rest.data.prompt_set import PromptSet
 from rest.trainer import checkpoint as ckpt
-from rest.trainer.batch import build_batch, pad_rows
+from rest.trainer import phases
+from rest.trainer.batch import compact, concat_batches
 from rest.trainer.cluster import WorkerFault, WorkerGroups
+from rest.trainer.phases import fuses_old_log_prob
 from rest.trainer.sampler import PromptSampler
-from rest.data.prompt_set import Prompt, PromptSet
 from rest.trainer.timing import PhaseTimer
 from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator
-from rest.tooluse.regions import label_response
 from rest.tooluse.reward import build_reward_fn
-from workers.packing import balance_over_ranks
-from workers.rollout import Sample, sample_seed
+from workers.rollout import sample_seed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Group:
-    """One prompt and its n sampled responses with their reward scores."""
-
-    prompt: Prompt
-    samples: list[Sample]
-    scores: list[dict]
-
-
-class WeightSyncError(RuntimeError):
-    """The rollout engine does not sample from the policy the actor holds."""
-
-
-def fuses_old_log_prob(cfg: RestConfig) -> bool:
-    """Whether the update's own forward can stand in for the old-policy forward (actor.old_log_prob=auto): true
-    when every micro-batch is scored before the one optimizer step of the step (one PPO epoch, one mini-batch)
-    and nothing computed before the update needs the old policy (entropy-dependent region weights, rollout
-    correction)."""
-    return (cfg.actor.old_log_prob == "auto" and cfg.actor.ppo_epochs == 1
-            and cfg.actor.ppo_mini_batch_size == cfg.data.train_batch_size
-            and not objective.needs_old_entropy(cfg.algorithm.region_weights.mode)
-            and not cfg.algorithm.rollout_correction.enabled)  # the correction needs pi_old before the update
 
 
 class Trainer:
@@ -187,152 +160,82 @@ class Trainer:
             return {"val/failed": 1}
 
     def train_step(self) -> dict[str, float]:
-        cfg, timer = self.cfg, PhaseTimer()
+        """One step: the batch goes through the phases (`rest.trainer.phases`) and the two worker groups."""
+        cfg, algo, timer = self.cfg, self.cfg.algorithm, PhaseTimer()
+        actor = self.groups.actor
         progress = (self.step - 1) / max(1, self.total_steps - 1)  # nu in [0, 1]
+        sync_metrics: dict[str, float] = {}
         with timer.phase("step"):
-            groups, sampling_metrics = self._rollout_and_score(progress, timer)
-            rows = [(g, s, score) for g in groups for s, score in zip(g.samples, g.scores)]
-            group_ids = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples])
+            batch, sampling_metrics = self._rollout_and_score(progress, timer)
             if cfg.actor.max_tokens_per_micro_batch:  # equal token loads per FSDP rank (rows are split in order)
-                order = balance_over_ranks([len(g.prompt.prompt_ids) + len(s.token_ids) for g, s, _ in rows],
-                                           cfg.actor.num_workers)
-                rows, group_ids = [rows[i] for i in order], group_ids[order]
-            rewards = torch.tensor([score["total"] for _, _, score in rows], dtype=torch.float32)
+                batch = phases.balance_rows(batch, cfg.actor.num_workers)
             with timer.phase("reward"):
-                regions = [label_response(s.token_ids, self.tokenizer) for _, s, _ in rows]
-            batch = build_batch([g.prompt.prompt_ids for g, _, _ in rows], [s.token_ids for _, s, _ in rows],
-                                [s.logprobs for _, s, _ in rows], self.pad_id)
+                batch = phases.label_regions(batch, self.tokenizer)
             if not self.fused_old_log_prob:
                 with timer.phase("old_log_prob"):
-                    batch.update(self.groups.actor.compute_log_prob(batch))
-                sync_metrics = self._check_sync(batch)
-            if cfg.algorithm.kl_coef > 0:  # pi_ref's log-probs for the KL term (workers.reference)
+                    batch.update(actor.compute_log_prob(batch))
+                sync_metrics = phases.check_weight_sync(batch, cfg.rollout.logprob_diff_threshold, self.step)
+            if algo.kl_coef > 0:  # pi_ref's log-probs for the KL term (workers.reference)
                 with timer.phase("ref"):
-                    batch.update(self.groups.actor.compute_ref_log_prob(batch))
-            mask = batch["response_mask"]
-            correction_metrics = self._correct_rollout(batch)
+                    batch.update(actor.compute_ref_log_prob(batch))
+            sampled_mask = batch["response_mask"]  # before the rollout correction narrows it
+            batch, correction_metrics = phases.correct_rollout(batch, algo)
             with timer.phase("adv"):
-                batch["advantages"] = objective.compute_advantages(rewards, group_ids, batch["response_mask"],
-                                                                   cfg.algorithm)
-                entropy = None if self.fused_old_log_prob else batch["entropy"]
-                weights, weight_metrics = objective.compute_token_weights(
-                    pad_rows(regions, mask.shape[1]), batch["response_mask"], entropy, progress, self.step,
-                    cfg.algorithm)
-                if weights is not None:
-                    batch["token_weights"] = weights
+                batch = phases.compute_advantages(batch, algo)
+                batch, weight_metrics = phases.weight_tokens(batch, progress, self.step, algo)
             with timer.phase("update_actor"):
-                actor_metrics = self.groups.actor.update_policy(batch)
-            if self.fused_old_log_prob:  # the update's first forward measured the rollout/actor agreement
-                sync_metrics = self._check_sync_values(actor_metrics.pop("rollout/logprob_diff_max"),
-                                                       actor_metrics.pop("rollout/logprob_diff_mean"))
+                update = actor.update_policy(batch, fused_old_log_prob=self.fused_old_log_prob)
+            if self.fused_old_log_prob:  # the update's own forward gave pi_old: the same agreement check
+                batch.update(update.batch)
+                sync_metrics = phases.check_weight_sync(batch, cfg.rollout.logprob_diff_threshold, self.step)
             with timer.phase("sync"):
                 self.sync_weights()
         tokens = int(batch["attention_mask"].sum())
-        lengths = mask.sum(-1).float()
-        scores = [score for _, _, score in rows]
         return {
             "training/step": self.step, "training/epoch": self.sampler.epoch, "training/progress": progress,
-            "critic/reward_mean": float(rewards.mean()), "critic/reward_max": float(rewards.max()),
-            "critic/reward_min": float(rewards.min()),
-            "critic/format_mean": sum(s["format"] for s in scores) / len(scores),
-            "critic/correctness_mean": sum(s["correctness"] for s in scores) / len(scores),
-            "critic/advantage_abs_mean": float(batch["advantages"].abs()[mask.bool()].mean()),
-            "response_length/mean": float(lengths.mean()), "response_length/max": float(lengths.max()),
-            "response_length/clip_ratio": sum(s.finish_reason == "length" for _, s, _ in rows) / len(rows),
+            **phases.data_metrics(batch, sampled_mask),
             "perf/tokens": tokens, "perf/tokens_per_s": tokens / timer.seconds["step"],
-            **sampling_metrics, **sync_metrics, **correction_metrics, **weight_metrics, **actor_metrics,
+            **sampling_metrics, **sync_metrics, **correction_metrics, **weight_metrics, **update.metrics,
             **timer.metrics(),
         }
 
     # ------------------------------------------------------------------ phases
-    def _rollout_and_score(self, progress: float, timer: PhaseTimer) -> tuple[list[Group], dict[str, float]]:
+    def _rollout_and_score(self, progress: float, timer: PhaseTimer) -> tuple[TensorDict, dict[str, float]]:
         """Sample n responses per prompt and score them. With DAPO's dynamic sampling, groups whose rewards
         are all equal (zero advantage) are dropped and more prompts drawn, at most max_tries batches; if the
         batch is still short, dropped groups fill it (they add no gradient) and the shortfall is logged."""
         cfg = self.cfg
-        size, dynamic = cfg.data.train_batch_size, cfg.algorithm.dynamic_sampling
-        kept: list[Group] = []
-        dropped: list[Group] = []
+        size, dynamic = cfg.data.train_batch_size * cfg.rollout.n, cfg.algorithm.dynamic_sampling  # rows
+        kept: list[TensorDict] = []
+        dropped: list[TensorDict] = []
         tries = 0
         while True:
             with timer.phase("gen"):
                 prompts = [self.train[i] for i in self.sampler.next_indices()]
                 seeds = [[sample_seed(cfg.trainer.seed, self.step * 100 + tries, p, k) for k in range(cfg.rollout.n)]
                          for p in range(len(prompts))]
-                samples = self.groups.rollout.generate([p.prompt_ids for p in prompts], seeds,
-                                                       cfg.data.max_response_length)
+                batch = phases.generate(self.groups.rollout, prompts, seeds, cfg.data.max_response_length,
+                                        self.pad_id)
             with timer.phase("reward"):
-                groups = [Group(p, s, self._score(p, s, progress)) for p, s in zip(prompts, samples)]
+                batch = phases.score(batch, self.reward_fn, self.tokenizer, self.step, progress, cfg)
+                self.nonfinite_rewards += int(batch["reward_nonfinite"].sum())
             tries += 1
             if not dynamic.enable:
-                return groups, {}
-            for group in groups:
-                totals = [score["total"] for score in group.scores]
-                (kept if max(totals) > min(totals) else dropped).append(group)
-            if len(kept) >= size or tries >= dynamic.max_tries:
+                return batch, {}
+            varied = phases.varied_groups(batch)
+            kept.append(batch[varied])
+            dropped.append(batch[~varied])
+            if sum(b.batch_size[0] for b in kept) >= size or tries >= dynamic.max_tries:
                 break
-        filled = max(0, size - len(kept))
-        return (kept + dropped)[:size], {"dapo/tries": tries, "dapo/filled_groups": filled}
-
-    def _score(self, prompt, samples, progress: float) -> list[dict]:
-        scores = [dict(self.reward_fn(self.tokenizer.decode(s.token_ids, skip_special_tokens=True),
-                                      prompt.ground_truth, self.step, progress)) for s in samples]
-        # DAPO's soft overlong punishment, added to the reward (zeros unless algorithm.overlong.enable)
-        penalties = objective.overlong_penalty(torch.tensor([len(s.token_ids) for s in samples]),
-                                               self.cfg.data.max_response_length, self.cfg.algorithm)
-        for index, (score, penalty) in enumerate(zip(scores, penalties.tolist())):
-            score["total"] += penalty
-            if not all(math.isfinite(value) for value in score.values()):
-                self._nonfinite_reward(prompt, index, score)
-        return scores
-
-    def _nonfinite_reward(self, prompt: Prompt, index: int, score: dict) -> None:
-        """A NaN/inf reward would turn the whole group's advantages into NaN: stop, or score it 0 and count it
-        (trainer.nonfinite_reward)."""
-        where = f"step {self.step}: sample {index} of prompt {prompt.uid!r} has a non-finite reward {score}"
-        if self.cfg.trainer.nonfinite_reward == "error":
-            raise FloatingPointError(f"{where}; set trainer.nonfinite_reward=zero to score such samples 0 "
-                                     f"and go on (counted in critic/nonfinite_rewards)")
-        log.warning("%s; scored 0 (trainer.nonfinite_reward=zero)", where)
-        for key, value in score.items():
-            if not math.isfinite(value):
-                score[key] = 0.0
-        self.nonfinite_rewards += 1
-
-    def _correct_rollout(self, batch) -> dict[str, float]:
-        """Rollout correction (algorithm.rollout_correction): the samples come from the rollout engine's
-        pi_rollout, not exactly from the actor's pi_old. Token-level truncated IS weights go to the update as
-        `rollout_is_weights`; sequences outside the masked-IS band leave the loss (their response mask is 0)."""
-        cfg = self.cfg.algorithm.rollout_correction
-        if not cfg.enabled:
-            return {}
-        weights, batch["response_mask"], metrics = compute_rollout_correction(
-            batch["old_log_prob"], batch["rollout_log_prob"], batch["response_mask"], cfg)
-        if weights is not None:
-            batch["rollout_is_weights"] = weights
-        return metrics
-
-    def _check_sync(self, batch) -> dict[str, float]:
-        """The rollout's log-prob of each sampled token vs the actor's: equal up to numerics iff the rollout
-        engine holds the actor's weights. A silent weight-sync failure shows up here first."""
-        mask = batch["response_mask"].bool()
-        diff = (batch["rollout_log_prob"] - batch["old_log_prob"]).abs()[mask]
-        return self._check_sync_values(float(diff.max()) if diff.numel() else 0.0,
-                                       float(diff.mean()) if diff.numel() else 0.0)
-
-    def _check_sync_values(self, diff_max: float, diff_mean: float) -> dict[str, float]:
-        threshold = self.cfg.rollout.logprob_diff_threshold
-        if threshold is not None and diff_max > threshold:
-            raise WeightSyncError(
-                f"step {self.step}: rollout/logprob_diff_max = {diff_max:.3g} > rollout.logprob_diff_threshold = "
-                f"{threshold:g}: the rollout engine is not sampling from the actor's weights")
-        return {"rollout/logprob_diff_max": diff_max, "rollout/logprob_diff_mean": diff_mean}
+        filled = max(0, size - sum(b.batch_size[0] for b in kept)) // cfg.rollout.n
+        batch = concat_batches(kept + dropped, self.pad_id)[:size]
+        return compact(batch, self.pad_id), {"dapo/tries": tries, "dapo/filled_groups": filled}
 
     def sync_weights(self) -> None:
-        # every actor rank puts its own shards into the object store at once; the rollout workers fetch them
-        # (zero-copy on one node) and concatenate: no gather on rank 0, nothing through the driver
-        refs = self.groups.actor.call_async("export_weights", self.cfg.rollout.dtype)
-        self.groups.rollout.load_weights(refs)
+        # every actor rank puts its own shards into the object store at once (export_weights is non-blocking:
+        # the group call returns their refs); the rollout workers fetch them (zero-copy on one node) and
+        # concatenate: no gather on rank 0, nothing through the driver
+        self.groups.rollout.load_weights(self.groups.actor.export_weights(self.cfg.rollout.dtype))
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, step_metrics: dict | None = None) -> None:

@@ -99,19 +99,21 @@ def test_is_weights_multiply_the_policy_gradient_term():
 
 
 def test_the_driver_corrects_the_batch_and_never_fuses_the_old_forward():
-    from types import SimpleNamespace
+    from tensordict import TensorDict
 
     from rest.config.load import load_config
-    from rest.trainer.loop import Trainer, fuses_old_log_prob
+    from rest.trainer.phases import correct_rollout, fuses_old_log_prob
 
     cfg = load_config(["algorithm=grpo", "algorithm.rollout_correction.token_is_cap=1.5",
                        "algorithm.rollout_correction.seq_mask_high=2.0"])
     assert not fuses_old_log_prob(cfg)
-    batch = {"old_log_prob": OLD.clone(), "rollout_log_prob": ROLLOUT.clone(), "response_mask": MASK.clone()}
-    metrics = Trainer._correct_rollout(SimpleNamespace(cfg=cfg), batch)
-    assert batch["response_mask"].tolist() == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]  # row 1's ratio 4 > 2
-    assert torch.allclose(batch["rollout_is_weights"], torch.tensor([[1.5, 1.0, 0.5], [0.0, 0.0, 0.0]]))
+    batch = TensorDict({"old_log_prob": OLD.clone(), "rollout_log_prob": ROLLOUT.clone(),
+                        "response_mask": MASK.clone()}, batch_size=[2])
+    corrected, metrics = correct_rollout(batch, cfg.algorithm)
+    assert corrected["response_mask"].tolist() == [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]  # row 1's ratio 4 > 2
+    assert torch.allclose(corrected["rollout_is_weights"], torch.tensor([[1.5, 1.0, 0.5], [0.0, 0.0, 0.0]]))
     assert metrics["rollout_corr/seq_masked_fraction"] == pytest.approx(0.5)
+    assert torch.equal(batch["response_mask"], MASK)  # a new batch; the input is left as it was
     off = load_config(["algorithm=grpo"])
-    untouched = {"response_mask": MASK.clone()}
-    assert Trainer._correct_rollout(SimpleNamespace(cfg=off), untouched) == {} and set(untouched) == {"response_mask"}
+    untouched, metrics = correct_rollout(batch, off.algorithm)
+    assert metrics == {} and set(untouched.keys()) == {"old_log_prob", "rollout_log_prob", "response_mask"}

@@ -83,7 +83,7 @@ def test_dry_run_prints_plan_without_ray(capsys):
 
 def test_old_log_prob_forward_is_fused_only_for_an_exactly_on_policy_update():
     from rest.config.load import load_config
-    from rest.trainer.loop import fuses_old_log_prob
+    from rest.trainer.phases import fuses_old_log_prob
 
     def fused(*overrides):
         return fuses_old_log_prob(load_config(["+recipe=tiny_cpu", *overrides]))

@@ -20,9 +20,11 @@ from tensordict import TensorDict
 from rest.config.load import load_config
 from rest.data.prompt_set import Prompt
 from rest.models.cache import load_tokenizer, resolve_model_path
-from rest.trainer.loop import Trainer, WeightSyncError
+from rest.trainer.loop import Trainer
+from rest.trainer.phases import WeightSyncError
 from rest.trainer.timing import PhaseTimer
 from rest.tooluse.regions import Region, label_response
+from workers.dispatch import WorkerOutput
 from workers.rollout import Sample
 
 GROUND_TRUTH = '<tool_call>\n{"name": "get_weather", "parameters": {"city": "Paris"}}\n</tool_call>'
@@ -79,14 +81,15 @@ class FakeRollout:
 
 class FakeActor:
     """compute_log_prob: the rollout log-probs + shift(batch) as old_log_prob, a fixed entropy ramp.
-    update_policy: records the batch; in the fused path (no old_log_prob in the batch) it reports the
-    rollout/actor log-prob diff its own forward would have measured, as workers.fsdp_actor does."""
+    update_policy: records the batch; fused (the driver said so), it returns the old log-probs its own forward
+    would have measured, as workers.fsdp_actor does. export_weights: non-blocking, returns refs at once."""
 
     def __init__(self, shift=None):
         self.shift = shift or (lambda batch: torch.zeros_like(batch["rollout_log_prob"]))
         self.batches: list[TensorDict] = []
+        self.fused: list[bool] = []
         self.log_prob_calls = 0
-        self.exports: list[tuple] = []
+        self.exports: list[str] = []
 
     def _old_log_prob(self, batch):
         mask = batch["response_mask"].float()
@@ -100,18 +103,15 @@ class FakeActor:
         return TensorDict({"old_log_prob": self._old_log_prob(batch), "entropy": entropy},
                           batch_size=batch.batch_size)
 
-    def update_policy(self, batch):
+    def update_policy(self, batch, fused_old_log_prob):
         self.batches.append(batch.clone())
+        self.fused.append(fused_old_log_prob)
         metrics = {"actor/pg_loss": 0.25, "actor/grad_norm": 1.5}
-        if "old_log_prob" not in batch.keys():
-            mask = batch["response_mask"].bool()
-            diff = (self._old_log_prob(batch) - batch["rollout_log_prob"]).abs()[mask]
-            metrics["rollout/logprob_diff_max"] = float(diff.max())
-            metrics["rollout/logprob_diff_mean"] = float(diff.mean())
-        return metrics
+        fused = TensorDict({"old_log_prob": self._old_log_prob(batch)}, batch_size=batch.batch_size)
+        return WorkerOutput(fused if fused_old_log_prob else None, metrics)
 
-    def call_async(self, method, *args):
-        self.exports.append((method, args))
+    def export_weights(self, dtype):
+        self.exports.append(dtype)
         return [f"weights-{len(self.exports)}"]
 
 
@@ -187,6 +187,7 @@ def test_one_step_of_every_preset_hands_the_actor_a_complete_batch(tokenizer, id
     assert trainer.fused_old_log_prob is fused
     assert batch.batch_size == torch.Size([8])
     expected = {"input_ids", "attention_mask", "position_ids", "responses", "response_mask", "rollout_log_prob",
+                "group_id", "truncated", "uid", "ground_truth", "rewards", "reward_nonfinite", "regions",
                 "advantages"}
     if weighted:
         expected.add("token_weights")
@@ -197,6 +198,13 @@ def test_one_step_of_every_preset_hands_the_actor_a_complete_batch(tokenizer, id
     # the rows: prompt p0's 4 samples, then p1's, in the scripted order
     assert row_prompts(batch, prompts) == ["p0"] * 4 + ["p1"] * 4
     assert row_kinds(batch, ids) == MIXED + MOSTLY_RIGHT
+    assert list(batch["uid"]) == ["p0"] * 4 + ["p1"] * 4 and batch["group_id"].tolist() == [0] * 4 + [1] * 4
+    assert list(batch["ground_truth"]) == [GROUND_TRUTH] * 8 and not batch["truncated"].any()
+    assert set(batch["rewards"].keys()) == {"format", "correctness", "total"}
+    assert float(batch["rewards", "total"].max()) == pytest.approx(metrics["critic/reward_max"])
+    n_right = len(ids["right"])
+    assert batch["regions"][0, :n_right].tolist() == [int(r) for r in label_response(ids["right"], tokenizer)]
+    assert trainer.groups.actor.fused == [fused]
     assert rollout.calls[0]["max_tokens"] == cfg.data.max_response_length == 32
     # the rollout's own log-probs, right-padded with 0, and (unfused) the actor's old log-probs beside them
     n = len(ids["right"])
@@ -231,7 +239,7 @@ def test_one_step_of_every_preset_hands_the_actor_a_complete_batch(tokenizer, id
     assert {"timing_s/gen", "timing_s/reward", "timing_s/adv", "timing_s/update_actor", "timing_s/sync"} <= set(metrics)
     assert ("dapo/tries" in metrics) is (preset == "dapo")
     # the weight sync: the actor's shards exported in the rollout dtype, handed to the rollout
-    assert actor.exports == [("export_weights", (cfg.rollout.dtype,))] and rollout.loaded == [["weights-1"]]
+    assert actor.exports == [cfg.rollout.dtype] and rollout.loaded == [["weights-1"]]
 
 
 @pytest.mark.parametrize("preset,norm_by_std", [("grpo", True), ("drgrpo", False)])
@@ -252,6 +260,7 @@ def test_grpo_and_drgrpo_advantages_by_hand(tokenizer, ids, preset, norm_by_std,
     assert metrics["critic/reward_mean"] == pytest.approx((0 + 14) / 8)
     assert metrics["critic/reward_min"] == -3.0 and metrics["critic/reward_max"] == 4.0
     assert ("old_log_prob" in batch.keys()) is (old_log_prob == "recompute")
+    assert batch["rewards", "total"].tolist() == [REWARD[k] for k in MIXED + MOSTLY_RIGHT]
 
 
 def test_groups_stay_intact_when_rows_are_balanced_over_ranks(tokenizer, ids):
@@ -341,11 +350,10 @@ def test_overlong_penalty_is_added_to_the_reward(tokenizer, ids):
                               "algorithm.reward.schedule=false", "algorithm.overlong.buffer_len=16",
                               "algorithm.overlong.penalty_factor=2.0")
     trainer.step = 1
-    groups, _ = trainer._rollout_and_score(0.0, PhaseTimer())
-    totals = [[s["total"] for s in g.scores] for g in groups]
-    assert totals == [[2.5, 2.0 + 2 * (16 - len(ids["wrong"])) / 16, -3.0, -3.0],
-                      [2.5, 2.5, 2.5, 2.0 + 2 * (16 - len(ids["wrong"])) / 16]]
-    assert [g.scores[0]["correctness"] for g in groups] == [3.0, 3.0]  # the penalty is on the total only
+    batch, _ = trainer._rollout_and_score(0.0, PhaseTimer())
+    wrong = 2.0 + 2 * (16 - len(ids["wrong"])) / 16
+    assert batch["rewards", "total"].tolist() == pytest.approx([2.5, wrong, -3.0, -3.0, 2.5, 2.5, 2.5, wrong])
+    assert batch["rewards", "correctness"][[0, 4]].tolist() == [3.0, 3.0]  # the penalty is on the total only
     metrics = step(trainer, at=2)
     assert metrics["critic/reward_max"] == pytest.approx(2.5)
 
@@ -354,8 +362,8 @@ def test_overlong_penalty_off_leaves_the_reward(tokenizer, ids):
     trainer, _ = make_trainer(tokenizer, ids, [MIXED, MOSTLY_RIGHT], "algorithm=grpo",
                               "algorithm.reward.schedule=false", "algorithm.overlong.buffer_len=16")
     trainer.step = 1
-    groups, _ = trainer._rollout_and_score(0.0, PhaseTimer())
-    assert [s["total"] for s in groups[0].scores] == [4.0, 2.0, -3.0, -3.0]
+    batch, _ = trainer._rollout_and_score(0.0, PhaseTimer())
+    assert batch["rewards", "total"][:4].tolist() == [4.0, 2.0, -3.0, -3.0]
 
 
 # ---------------------------------------------------------------- seeds

@@ -33,6 +33,10 @@ class EchoWorker:
     def rank_zero(self):
         return self.rank
 
+    @register(Dispatch.ONE_TO_ALL, blocking=False)
+    def export(self, tag):
+        return {"rank": self.rank, "tag": tag}
+
     def not_registered(self):
         return None
 
@@ -62,6 +66,13 @@ def test_dp_compute_averages_metric_dicts(group):
 def test_one_to_all_and_rank_zero(group):
     assert group.whoami("!") == ["0!", "1!"]
     assert group.rank_zero() == 0
+
+
+def test_a_non_blocking_method_returns_one_object_ref_per_rank(group):
+    refs = group.export("w")
+    assert len(refs) == 2 and all(isinstance(ref, ray.ObjectRef) for ref in refs)
+    assert ray.get(refs) == [{"rank": 0, "tag": "w"}, {"rank": 1, "tag": "w"}]
+    assert group.whoami("?") == ["0?", "1?"]  # a blocking one still waits and returns the answers
 
 
 def test_uneven_tensor_batch_is_refused(group):

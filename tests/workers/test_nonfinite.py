@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 
 from rest.config.load import load_config
 from rest.trainer.batch import build_batch
+from workers.metrics import reduce_metrics
 
 
 def tiny_model(path):
@@ -37,12 +38,12 @@ def rank_main(rank, model_path, port, results):
     worker.init_model(model_path, total_steps=2)
 
     def weights():
-        return torch.cat([p.to_local().detach().reshape(-1).clone() for p in worker.module.parameters()])
+        return torch.cat([p.to_local().detach().reshape(-1).clone() for p in worker.actor.module.parameters()])
 
     before = weights()
-    poisoned = worker.update_policy(batch(nan=rank == 0))  # only rank 0 sees the NaN
+    poisoned = reduce_metrics([worker.update_policy(batch(nan=rank == 0)).metrics])  # only rank 0 sees the NaN
     after_poisoned = weights()
-    clean = worker.update_policy(batch(nan=False))
+    clean = reduce_metrics([worker.update_policy(batch(nan=False)).metrics])
     after_clean = weights()
     results.put((rank, poisoned["actor/skipped_steps"], bool(torch.equal(before, after_poisoned)),
                  clean["actor/skipped_steps"], bool(torch.equal(after_poisoned, after_clean))))

@@ -98,7 +98,7 @@ def load_scorer(name: str, attn: str, remove_padding: bool):
     from transformers import AutoModelForCausalLM
 
     from rest.models.cache import resolve_model_path
-    from workers.fsdp_actor import PolicyScorer
+    from workers.fsdp_engine import PolicyScorer
 
     if remove_padding:
         attn = packed_attn_implementation(attn)

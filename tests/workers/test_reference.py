@@ -6,6 +6,7 @@ import torch
 
 from rest.config.load import load_config
 from tests.workers.test_nonfinite import batch, run_two_ranks, tiny_model
+from workers.metrics import reduce_metrics
 
 
 def rank_main(rank, model_path, port, results):
@@ -14,21 +15,21 @@ def rank_main(rank, model_path, port, results):
     cfg = load_config(["+recipe=tiny_cpu", "algorithm=grpo", "algorithm.kl_coef=0.5", "actor.lr=1e-2"])
     worker = FSDPActorWorker(cfg, rank, 2, "127.0.0.1", port)
     worker.init_model(model_path, total_steps=2)
-    ref_params = list(worker.ref_module.parameters())
-    optimized = {id(p) for group in worker.optimizer.param_groups for p in group["params"]}
-    frozen = (all(not p.requires_grad for p in ref_params) and not worker.ref_module.training
+    ref_params = list(worker.ref.module.parameters())
+    optimized = {id(p) for group in worker.actor.optimizer.param_groups for p in group["params"]}
+    frozen = (all(not p.requires_grad for p in ref_params) and not worker.ref.module.training
               and not optimized & {id(p) for p in ref_params})
 
     data = batch(nan=False)
     data.update(worker.compute_log_prob(data))
     data.update(worker.compute_ref_log_prob(data))
     start_equal = torch.allclose(data["old_log_prob"], data["ref_log_prob"], atol=1e-6)
-    first = worker.update_policy(data)["actor/kl_loss"]  # scored at the start weights
-    second = worker.update_policy(data)["actor/kl_loss"]  # after one optimizer step
+    first = reduce_metrics([worker.update_policy(data).metrics])["actor/kl_loss"]  # scored at the start weights
+    second = reduce_metrics([worker.update_policy(data).metrics])["actor/kl_loss"]  # after one optimizer step
     ref_after = worker.compute_ref_log_prob(data)["ref_log_prob"]
     policy_after = worker.compute_log_prob(data)["old_log_prob"]
     mask = data["response_mask"].bool()
-    results.put((rank, frozen, len(worker.optimizer.state) > 0, start_equal, first, second,
+    results.put((rank, frozen, len(worker.actor.optimizer.state) > 0, start_equal, first, second,
                  bool(torch.equal(ref_after, data["ref_log_prob"])),
                  float((policy_after - data["ref_log_prob"]).abs()[mask].max())))
     worker.shutdown()

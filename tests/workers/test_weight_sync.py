@@ -65,7 +65,7 @@ def test_vllm_matches_transformers_after_update(stack, tmp_path):
     batch = one_update(cfg, groups, prompts)
     assert float(batch["rollout_log_prob"].sub(batch["old_log_prob"]).abs().max()) < 1e-3
 
-    refs = groups.actor.call_async("export_weights", cfg.rollout.dtype)
+    refs = groups.actor.export_weights(cfg.rollout.dtype)  # non-blocking: one ObjectRef per rank
     groups.rollout.load_weights(refs)  # every rank exports its shards; the rollout assembles them
     after = greedy(groups, prompts)
 
