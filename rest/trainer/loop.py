@@ -27,6 +27,7 @@ from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator
 from rest.tooluse.regions import label_response
 from rest.tooluse.reward import build_reward_fn
+from workers.collective_sync import CollectiveWeightSync
 from workers.packing import balance_over_ranks
 from workers.rollout import Sample, sample_seed
 
@@ -69,6 +70,10 @@ class Trainer:
         self.fused_old_log_prob = fuses_old_log_prob(cfg)
         self.nonfinite_rewards = 0  # this step's, scored 0 under trainer.nonfinite_reward=zero
         self.crashed = False  # the trainer.crash_at_step test hook fired
+        rollout = cfg.rollout
+        self.collective_sync = CollectiveWeightSync(cfg.trainer.device, rollout.dtype, rollout.tensor_parallel_size,
+                                                    rollout.weight_sync_bucket_mb) \
+            if rollout.weight_sync == "collective" else None
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> None:
@@ -226,7 +231,7 @@ class Trainer:
                 sync_metrics = self._check_sync_values(actor_metrics.pop("rollout/logprob_diff_max"),
                                                        actor_metrics.pop("rollout/logprob_diff_mean"))
             with timer.phase("sync"):
-                self.sync_weights()
+                synced_bytes = self.sync_weights()
         tokens = int(batch["attention_mask"].sum())
         lengths = mask.sum(-1).float()
         scores = [score for _, _, score in rows]
@@ -242,6 +247,7 @@ class Trainer:
             "perf/tokens": tokens, "perf/tokens_per_s": tokens / timer.seconds["step"],
             **sampling_metrics, **sync_metrics, **correction_metrics, **weight_metrics, **actor_metrics,
             **timer.metrics(),
+            **({"weight_sync/bytes_per_s": synced_bytes / timer.seconds["sync"]} if synced_bytes else {}),
         }
 
     # ------------------------------------------------------------------ phases
@@ -328,11 +334,15 @@ class Trainer:
                 f"{threshold:g}: the rollout engine is not sampling from the actor's weights")
         return {"rollout/logprob_diff_max": diff_max, "rollout/logprob_diff_mean": diff_mean}
 
-    def sync_weights(self) -> None:
+    def sync_weights(self) -> int | None:
+        """The actor's weights into every rollout engine (rollout.weight_sync); the bytes of one copy if known."""
+        if self.collective_sync is not None:  # actor rank 0 broadcasts, every engine worker receives
+            return self.collective_sync.sync(self.groups.actor, self.groups.rollout)
         # every actor rank puts its own shards into the object store at once; the rollout workers fetch them
         # (zero-copy on one node) and concatenate: no gather on rank 0, nothing through the driver
         refs = self.groups.actor.call_async("export_weights", self.cfg.rollout.dtype)
         self.groups.rollout.load_weights(refs)
+        return None
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, step_metrics: dict | None = None) -> None:
