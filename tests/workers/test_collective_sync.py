@@ -104,3 +104,127 @@ def test_collective_with_colocated_gpus_is_rejected_naming_the_fields():
         check_weight_sync(cfg)
     cfg.trainer.placement = "separate"
     check_weight_sync(cfg)
+
+
+# ---------------------------------------------------------------- slow: the real engine (and the real actor)
+PROMPTS = [[9707, 11, 1879, 0], [151644, 872, 198, 3838, 374], [40, 1079, 264, 5392], [785, 3974, 13876, 38835]]
+
+
+def hf_greedy(model, prompts, max_tokens=12):
+    out = []
+    for prompt in prompts:
+        ids = model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=None,
+                             attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=0)
+        out.append(ids[0, len(prompt):].tolist())
+    return out
+
+
+def prefix_equal(got, expected):
+    """vLLM may stop early (EOS); up to there it must be transformers' greedy output."""
+    return got == [e[: len(g)] for g, e in zip(got, expected)] and all(got)
+
+
+@pytest.fixture(scope="module", params=["inline", "separate"])
+def collective_stack(request, tmp_path_factory):
+    """2 FSDP2 ranks + 1 vLLM rollout worker with rollout.weight_sync=collective, the engine core in the rollout
+    actor (the CPU default) or in its own process (the GPU default)."""
+    import ray
+
+    from rest.models.cache import resolve_model_path
+    from rest.trainer.cluster import create_worker_groups, start_ray
+
+    cfg = load_config(["+recipe=tiny_cpu", "actor.lr=1e-4", f"trainer.run_dir={tmp_path_factory.mktemp('run')}",
+                       f"rollout.engine_process={request.param}", "rollout.weight_sync=collective",
+                       f"rollout.weight_sync_dir={tmp_path_factory.mktemp('shm')}"])
+    start_ray(cfg)
+    groups = create_worker_groups(cfg, str(resolve_model_path(cfg.model.path)), total_steps=1)
+    yield cfg, groups
+    groups.actor.shutdown()
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_collective_sync_makes_the_engine_follow_the_actor(collective_stack, tmp_path):
+    """After an FSDP2 update and a collective sync, vLLM's greedy output is transformers' greedy output with the
+    actor's saved weights; an object-store sync of the same weights afterwards changes nothing."""
+    from transformers import AutoModelForCausalLM
+
+    from rest.trainer.batch import build_batch
+    from workers.collective_sync import CollectiveWeightSync
+
+    cfg, groups = collective_stack
+
+    def greedy():
+        return [g[0].token_ids for g in groups.rollout.generate(PROMPTS, [[0]] * len(PROMPTS), 12, True)]
+
+    before = greedy()
+    n = cfg.rollout.n
+    samples = groups.rollout.generate(PROMPTS, [[7 * p + k for k in range(n)] for p in range(len(PROMPTS))], 16)
+    flat = [s for group in samples for s in group]
+    batch = build_batch([p for p in PROMPTS for _ in range(n)], [s.token_ids for s in flat],
+                        [s.logprobs for s in flat], pad_id=0)
+    batch.update(groups.actor.compute_log_prob(batch))
+    batch["advantages"] = torch.randn(len(flat), 1).expand_as(batch["response_mask"]).contiguous()
+    groups.actor.update_policy(batch)
+
+    sync = CollectiveWeightSync(cfg.trainer.device, cfg.rollout.dtype, cfg.rollout.tensor_parallel_size,
+                                cfg.rollout.weight_sync_bucket_mb)
+    sent = sync.sync(groups.actor, groups.rollout)
+    after = greedy()
+
+    groups.actor.save_hf(str(tmp_path))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    assert prefix_equal(after, hf_greedy(model, PROMPTS))
+    assert after != before  # the update changed the policy, and vLLM follows it
+    n_params = sum(p.numel() for p in model.parameters())  # the tied head counted once, as it is sent once
+    assert n_params * 4 <= sent < n_params * 4 + 64 * 64  # fp32, plus the alignment padding
+    assert not any(__import__("os").scandir(cfg.rollout.weight_sync_dir))  # no files on this path
+
+    groups.rollout.load_weights(groups.actor.call_async("export_weights", cfg.rollout.dtype))  # object store
+    assert greedy() == after
+    assert sync.sync(groups.actor, groups.rollout) == sent  # the group is formed once and serves again
+    assert greedy() == after
+
+
+@pytest.mark.slow
+def test_tp2_engine_workers_each_receive_the_broadcast(tmp_path):
+    """A TP 2 engine (two vLLM worker processes, group ranks 1 and 2) built in this process; the sender is a
+    thread of this process holding transformers' perturbed weights. No Ray, no FSDP."""
+    from transformers import AutoModelForCausalLM
+
+    from rest.models.cache import resolve_model_path
+    from workers.rollout import RolloutWorker
+
+    cfg = load_config(["+recipe=tiny_cpu", "rollout.tensor_parallel_size=2", "rollout.weight_sync=collective",
+                       f"rollout.weight_sync_dir={tmp_path}"])
+    path = str(resolve_model_path(cfg.model.path))
+    worker = RolloutWorker(cfg, path, rank=0)
+
+    def greedy():
+        return [g[0].token_ids for g in worker.generate(PROMPTS, [[0]] * len(PROMPTS), 12, greedy=True)]
+
+    before = greedy()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # every parameter moves, the tied embedding / LM head included
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    entries = distinct_tensors(model.state_dict(), aliases={"lm_head.weight": "model.embed_tokens.weight"})
+    manifest = tensor_manifest(entries, torch.float32)
+    bucket = 4 << 20  # several buckets for the 80 MB model
+    port, sent = free_port(), []
+
+    def sender():
+        group = SyncGroup("127.0.0.1", port, 0, 3, "gloo", timeout_s=120)
+        sent.append(send_buckets(group, [t for _, t in entries], manifest, bucket))
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    worker.join_weight_sync("127.0.0.1", port, 3, "gloo", manifest, bucket)
+    worker.receive_weights()
+    thread.join(120)
+    after = greedy()
+    assert sent and len(plan_buckets(manifest, bucket)) > 1
+    assert prefix_equal(after, hf_greedy(model, PROMPTS))
+    assert after != before
+    assert not any(tmp_path.iterdir())
