@@ -80,6 +80,8 @@ class Trainer:
         cfg = self.cfg
         for stale in ckpt.discard_partial(cfg.trainer.run_dir):
             log.warning("deleted %s: a checkpoint save that did not finish", stale)
+        if self.collective_sync is not None:  # form the weight-sync group now: a failure shows before any step
+            self.collective_sync.connect(self.groups.actor, self.groups.rollout)
         resume_dir = ckpt.find_resume_dir(cfg.trainer.run_dir, cfg.trainer.resume)
         if resume_dir is not None:
             self._resume(resume_dir)
