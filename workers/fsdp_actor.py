@@ -137,6 +137,28 @@ class FSDPActorWorker:
         return self.actor.export_weights(dtype)
 
     @register(Dispatch.RANK_ZERO)
+    def weight_sync_manifest(self, dtype: str) -> tuple[tuple[str, int], list]:
+        """rollout.weight_sync=collective: rank 0's rendezvous address and the manifest of what a sync sends."""
+        from workers.collective_sync import rendezvous_address, tensor_manifest
+
+        return rendezvous_address(), tensor_manifest(self.actor.weight_entries(), DTYPES[dtype])
+
+    @register(Dispatch.ONE_TO_ALL)
+    def join_weight_sync(self, host: str, port: int, world_size: int, backend: str, bucket_bytes: int,
+                         dtype: str) -> None:
+        """Rank 0 joins the weight-sync group (`workers.collective_sync`); every rank keeps the bucket plan."""
+        from workers.collective_sync import WeightBroadcaster
+
+        if getattr(self, "broadcaster", None) is not None:
+            self.broadcaster.close()
+        self.broadcaster = WeightBroadcaster(self.rank, host, port, world_size, backend, bucket_bytes, DTYPES[dtype])
+
+    @register(Dispatch.ONE_TO_ALL)
+    def broadcast_weights(self) -> int:
+        """Every rank gathers each full tensor in turn; rank 0 broadcasts them in buckets. Returns bytes sent."""
+        return self.broadcaster.send(self.actor.weight_entries())
+
+    @register(Dispatch.RANK_ZERO)
     def save_hf(self, path: str) -> None:
         self.actor.save_hf(path)
 

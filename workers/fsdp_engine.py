@@ -229,6 +229,14 @@ class FSDPEngine:
         aliases = {"lm_head.weight": "model.embed_tokens.weight"} if self.tied else None
         return export_state(state, self.rank, self.world_size, DTYPES[dtype], strip_prefix="lm.", aliases=aliases)
 
+    def weight_entries(self) -> list:
+        """(names, tensor) per distinct weight, HF names, the tied LM head named too (see export_weights); the
+        collective sync (`workers.collective_sync`) gathers and broadcasts them in this order."""
+        from workers.weight_sync import distinct_tensors
+
+        aliases = {"lm_head.weight": "model.embed_tokens.weight"} if self.tied else None
+        return distinct_tensors(self.module.state_dict(keep_vars=True), "lm.", aliases)
+
     def save_hf(self, path: str) -> None:
         """A Hugging Face model folder (safetensors + config), written by rank 0; every rank must call."""
         from safetensors.torch import save_file

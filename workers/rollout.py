@@ -132,6 +132,19 @@ class RolloutWorker:
 
         self.engine.load_weights(assemble_weights(exports))
 
+    @register(Dispatch.ONE_TO_ALL)
+    def join_weight_sync(self, host: str, port: int, world_size: int, backend: str, manifest: list,
+                         bucket_bytes: int) -> None:
+        """rollout.weight_sync=collective: every worker of this engine joins the group (workers.collective_sync);
+        engine `rank`'s TP ranks take group ranks 1 + rank * TP onwards (rank 0 is the actor)."""
+        offset = 1 + self.rank * self.cfg.rollout.tensor_parallel_size
+        self.engine.join_weight_sync(host, port, offset, world_size, backend, manifest, bucket_bytes)
+
+    @register(Dispatch.ONE_TO_ALL)
+    def receive_weights(self) -> None:
+        """The receiving half of a collective sync; runs while actor rank 0 broadcasts."""
+        self.engine.receive_weights()
+
 
 @ROLLOUT_BACKENDS.register("vllm")
 class VLLMEngine:
@@ -158,7 +171,9 @@ class VLLMEngine:
         # memoryview objects"), and tensors in them arrive as lists. In-process they go as tensors.
         self.sync_dir = (os.path.join(rollout.weight_sync_dir, f"rest-weights-{os.getpid()}")
                          if engine_process(cfg) == "separate" or rollout.tensor_parallel_size > 1 else None)
-        if self.sync_dir is not None:
+        # rollout.weight_sync=collective writes no files: every engine worker receives the broadcast itself
+        # (workers.collective_sync); only a replaced rollout worker takes its first weights through the folder
+        if self.sync_dir is not None and rollout.weight_sync == "object_store":
             check_sync_space(rollout.weight_sync_dir, model_path, engines_per_node(cfg))
         self.llm = LLM(
             model=model_path,
@@ -180,6 +195,8 @@ class VLLMEngine:
             max_num_batched_tokens=max(rollout.max_num_batched_tokens, context) if on_cpu
             else rollout.max_num_batched_tokens,
             use_tqdm_on_load=False,  # a bar for one local file at start-up; the console shows the training bar
+            worker_extension_cls="workers.collective_sync.WeightSyncWorkerExtension"
+            if rollout.weight_sync == "collective" else "",
         )
         self.llm.collective_rpc(skip_derived_buffers)  # the rotary cache is no weight (workers/vllm_reload.py)
         self.temperature, self.top_p, self.top_k = rollout.temperature, rollout.top_p, rollout.top_k
@@ -219,6 +236,15 @@ class VLLMEngine:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.sync_dir})
         finally:
             shutil.rmtree(self.sync_dir, ignore_errors=True)
+
+    def join_weight_sync(self, host, port, rank_offset, world_size, backend, manifest, bucket_bytes):
+        """Every worker process of the engine (each TP rank) joins the collective weight-sync group."""
+        self.llm.collective_rpc("rest_join_weight_sync",
+                                args=(host, port, rank_offset, world_size, backend, manifest, bucket_bytes))
+
+    def receive_weights(self):
+        """Every engine worker receives the broadcast and reloads (workers.collective_sync)."""
+        self.llm.collective_rpc("rest_receive_weights")
 
 
 def group_by_prompt(flat: list[Sample], seeds: list[list[int]]) -> list[list[Sample]]:

@@ -34,6 +34,23 @@ def _pack(tensor: torch.Tensor):
     return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
+def distinct_tensors(state: dict[str, torch.Tensor], strip_prefix: str = "",
+                     aliases: dict[str, str] | None = None) -> list[tuple[tuple[str, ...], torch.Tensor]]:
+    """(names, tensor) once per distinct tensor of `state`, in its order: a tensor under several keys (tied
+    weights) is listed once with all its names. `aliases` maps extra names to a name of `state` (e.g. a tied LM
+    head missing from it); names lose `strip_prefix`."""
+    names: dict[int, list[str]] = {}
+    tensors: dict[int, torch.Tensor] = {}
+    for key, value in state.items():
+        names.setdefault(id(value), []).append(key.removeprefix(strip_prefix))
+        tensors[id(value)] = value
+    by_name = {name: ident for ident, group in names.items() for name in group}
+    for alias, target in (aliases or {}).items():
+        if alias not in by_name:
+            names[by_name[target]].append(alias)
+    return [(tuple(names[ident]), value) for ident, value in tensors.items()]
+
+
 def export_state(state: dict[str, torch.Tensor], rank: int, world_size: int, dtype: torch.dtype,
                  strip_prefix: str = "", aliases: dict[str, str] | None = None) -> dict:
     """This rank's part of `state` (a module's `state_dict(keep_vars=True)`: DTensors for FSDP2 parameters).
@@ -44,18 +61,9 @@ def export_state(state: dict[str, torch.Tensor], rank: int, world_size: int, dty
     """
     from torch.distributed.tensor import DTensor, Shard
 
-    names: dict[int, list[str]] = {}
-    tensors: dict[int, torch.Tensor] = {}
-    for key, value in state.items():
-        names.setdefault(id(value), []).append(key.removeprefix(strip_prefix))
-        tensors[id(value)] = value
-    by_name = {name: ident for ident, group in names.items() for name in group}
-    for alias, target in (aliases or {}).items():
-        if alias not in by_name:
-            names[by_name[target]].append(alias)
     entries: list[Entry] = []
     data = []
-    for ident, value in tensors.items():
+    for names, value in distinct_tensors(state, strip_prefix, aliases):
         sharded = isinstance(value, DTensor) and tuple(value.placements) == (Shard(0),)
         if sharded:
             local = value.to_local()
@@ -63,7 +71,7 @@ def export_state(state: dict[str, torch.Tensor], rank: int, world_size: int, dty
             local = value.full_tensor()
         else:
             local = value
-        entries.append((tuple(names[ident]), str(dtype).removeprefix("torch."), tuple(value.shape), sharded))
+        entries.append((names, str(dtype).removeprefix("torch."), tuple(value.shape), sharded))
         data.append(_pack(local.detach().to(dtype)) if sharded or rank == 0 else None)
     return {"rank": rank, "world_size": world_size, "entries": entries, "data": data}
 

@@ -84,6 +84,12 @@ class RolloutConfig:
     # tensor parallel > 1): safetensors files in a RAM-backed folder, read by every engine worker. Needs free
     # space for one copy of the model in rollout.dtype (Docker's default /dev/shm is 64 MiB: --shm-size)
     weight_sync_dir: str = "/dev/shm"
+    # how the weights reach the rollout engines after each update: object_store (every actor rank's shards through
+    # Ray's object store; for an engine in other processes as files in weight_sync_dir) | collective (actor rank 0
+    # broadcasts the full weights in buckets to every engine worker over a process group of their own: gloo on
+    # CPU, NCCL on GPU; no host copy through the object store, no files: workers/collective_sync.py)
+    weight_sync: str = "object_store"
+    weight_sync_bucket_mb: int = 256  # collective: bytes per broadcast (the extra memory a sync holds per member)
     # max |rollout log-prob - actor log-prob| over sampled tokens before the run is stopped as a failed weight
     # sync; null only logs it
     logprob_diff_threshold: Optional[float] = 1e-3

@@ -148,6 +148,23 @@ def check_runnable(cfg: RestConfig) -> None:
     _require(val_prompt is None or val_prompt >= 1, f"validation.max_prompt_length must be >= 1, got {val_prompt}")
 
 
+def check_weight_sync(cfg: RestConfig) -> None:
+    """rollout.weight_sync, and the settings the collective sync (workers/collective_sync.py) cannot serve."""
+    rollout, trainer = cfg.rollout, cfg.trainer
+    _choice(rollout.weight_sync, "rollout.weight_sync", ("object_store", "collective"))
+    if rollout.weight_sync != "collective":
+        return
+    _require(rollout.backend == "vllm",
+             f"rollout.weight_sync=collective needs rollout.backend=vllm (the receivers run inside vLLM's worker "
+             f"processes), got rollout.backend={rollout.backend}: use rollout.weight_sync=object_store")
+    _require(not (trainer.device == "cuda" and trainer.placement == "colocated"),
+             "rollout.weight_sync=collective with trainer.placement=colocated on cuda: actor rank 0 and rollout "
+             "worker 0 share one GPU, and NCCL refuses two ranks of one group on one device: use "
+             "rollout.weight_sync=object_store or trainer.placement=separate")
+    _require(rollout.weight_sync_bucket_mb >= 1,
+             f"rollout.weight_sync_bucket_mb must be >= 1, got {rollout.weight_sync_bucket_mb}")
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 VENDORS = ("vllm", "ray", "transformers", "torch")
 
@@ -210,6 +227,7 @@ def validate(cfg: RestConfig) -> None:
     check_batch_sizes(cfg)
     check_resources(cfg)
     check_runnable(cfg)
+    check_weight_sync(cfg)
     for section in (cfg.algorithm, cfg.data):
         try:
             section.validate()

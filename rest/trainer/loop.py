@@ -25,6 +25,7 @@ from rest.trainer.timing import PhaseTimer
 from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator
 from rest.tooluse.reward import build_reward_fn
+from workers.collective_sync import CollectiveWeightSync
 from workers.rollout import sample_seed
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,18 @@ class Trainer:
         self.fused_old_log_prob = fuses_old_log_prob(cfg)
         self.nonfinite_rewards = 0  # this step's, scored 0 under trainer.nonfinite_reward=zero
         self.crashed = False  # the trainer.crash_at_step test hook fired
+        rollout = cfg.rollout
+        self.collective_sync = CollectiveWeightSync(cfg.trainer.device, rollout.dtype, rollout.tensor_parallel_size,
+                                                    rollout.weight_sync_bucket_mb) \
+            if rollout.weight_sync == "collective" else None
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> None:
         cfg = self.cfg
         for stale in ckpt.discard_partial(cfg.trainer.run_dir):
             log.warning("deleted %s: a checkpoint save that did not finish", stale)
+        if self.collective_sync is not None:  # form the weight-sync group now: a failure shows before any step
+            self.collective_sync.connect(self.groups.actor, self.groups.rollout)
         resume_dir = ckpt.find_resume_dir(cfg.trainer.run_dir, cfg.trainer.resume)
         if resume_dir is not None:
             self._resume(resume_dir)
@@ -189,7 +196,7 @@ class Trainer:
                 batch.update(update.batch)
                 sync_metrics = phases.check_weight_sync(batch, cfg.rollout.logprob_diff_threshold, self.step)
             with timer.phase("sync"):
-                self.sync_weights()
+                synced_bytes = self.sync_weights()
         tokens = int(batch["attention_mask"].sum())
         return {
             "training/step": self.step, "training/epoch": self.sampler.epoch, "training/progress": progress,
@@ -197,6 +204,7 @@ class Trainer:
             "perf/tokens": tokens, "perf/tokens_per_s": tokens / timer.seconds["step"],
             **sampling_metrics, **sync_metrics, **correction_metrics, **weight_metrics, **update.metrics,
             **timer.metrics(),
+            **({"weight_sync/bytes_per_s": synced_bytes / timer.seconds["sync"]} if synced_bytes else {}),
         }
 
     # ------------------------------------------------------------------ phases
@@ -231,11 +239,15 @@ class Trainer:
         batch = concat_batches(kept + dropped, self.pad_id)[:size]
         return compact(batch, self.pad_id), {"dapo/tries": tries, "dapo/filled_groups": filled}
 
-    def sync_weights(self) -> None:
+    def sync_weights(self) -> int | None:
+        """The actor's weights into every rollout engine (rollout.weight_sync); the bytes of one copy if known."""
+        if self.collective_sync is not None:  # actor rank 0 broadcasts, every engine worker receives
+            return self.collective_sync.sync(self.groups.actor, self.groups.rollout)
         # every actor rank puts its own shards into the object store at once (export_weights is non-blocking:
         # the group call returns their refs); the rollout workers fetch them (zero-copy on one node) and
         # concatenate: no gather on rank 0, nothing through the driver
         self.groups.rollout.load_weights(self.groups.actor.export_weights(self.cfg.rollout.dtype))
+        return None
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, step_metrics: dict | None = None) -> None:
