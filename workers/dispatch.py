@@ -8,11 +8,13 @@ batch over the ranks, runs every rank (FSDP needs every rank in every forward) a
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import ray
 import torch
 from tensordict import TensorDict
+
+if TYPE_CHECKING:  # the workers import `register` without Ray (the GPU smoke check runs them in-process)
+    import ray
 
 
 class Dispatch(enum.Enum):
@@ -106,6 +108,8 @@ class RayWorkerGroup:
             raise AttributeError(f"{self.worker_cls.__name__} has no registered worker method {method!r}")
 
         def call(*args, **kwargs):
+            import ray
+
             outputs = ray.get(self.call_async(method, *args, **kwargs))
             if mode is Dispatch.DP_COMPUTE:
                 return collect_dp(outputs)
