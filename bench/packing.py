@@ -12,7 +12,8 @@ Not a test. Two measurements, side by side in one run:
              and longest response (sdpa with the padding mask);
      packed  actor.use_remove_padding=true with actor.max_tokens_per_micro_batch=--max-tokens: token-budget
              micro-batches, each packed into one row (per-sequence causal SDPA, `workers.packing`).
-   tokens/s counts real tokens (prompt + response, no padding); --repeats alternating timed steps, median.
+   tokens/s counts real tokens (prompt + response, no padding); one untimed step per path, then --repeats
+   alternating timed steps, median.
    The log-probs of the two paths are compared too (max |diff| over response tokens).
 
 2. Init RAM. Two processes in a gloo group build the FSDP2-sharded model the way `init_model` does (per-layer
@@ -122,6 +123,9 @@ def measure_step(args) -> dict:
              "packed": micro_batch_indices(batch, args.max_tokens, args.micro_batch)}
     times = {"padded": [], "packed": []}
     logprobs = {}
+    for name in ("padded", "packed")[: 2 if args.warmup else 0]:  # untimed: first-touch of buffers, AdamW state
+        seconds, _ = update_step(*paths[name], batch, parts[name], algo)
+        print(f"{name} (warm-up): {seconds:.1f} s", flush=True)
     for repeat in range(args.repeats):
         for name in (("padded", "packed") if repeat % 2 == 0 else ("packed", "padded")):
             seconds, logprobs[name] = update_step(*paths[name], batch, parts[name], algo)
@@ -317,7 +321,10 @@ def report(args, step: dict, init: list[dict], full_bytes: int, largest_bytes: i
         f"{'on' if args.gradient_checkpointing else 'off'}): {len(lengths)} sequences, "
         f"{tokens} real tokens (prompts {min(p for p, _ in lengths)}-{max(p for p, _ in lengths)}, responses "
         f"{min(r for _, r in lengths)}-{max(r for _, r in lengths)} tokens), forward + backward per micro-batch + "
-        f"AdamW; median of {args.repeats} alternating steps.\n",
+        f"AdamW; median of {args.repeats} alternating steps{' after an untimed one per path' if args.warmup else ''}. "
+        f"Every timed step: "
+        f"padded {', '.join(f'{t:.0f}' for t in step['times']['padded'])} s, packed "
+        f"{', '.join(f'{t:.0f}' for t in step['times']['packed'])} s.\n",
         table(["path", "micro-batch", "micro-batches", "token cells computed", "step s", "tokens/s"], rows),
         f"\nPadding removal: **{t_pad / t_pack:.2f}x** tokens/s. Max |log-prob difference| between the two paths "
         f"over the response tokens: {step['logprob_diff_max']:.2e}.\n",
@@ -351,6 +358,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, choices=(0, 1), default=1, help="one untimed step per path first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                         help="recompute each decoder layer in the backward (model.gradient_checkpointing), as one "
