@@ -141,7 +141,7 @@ def check_packed_forward(model_path: str, device: str, dtype: torch.dtype, packe
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("device", ON_DEVICES)
 def test_packed_forward_matches_the_padded_one(model_path, device, dtype):
-    check_packed_forward(model_path, device, DTYPES[dtype])
+    print(f"\n{device} {dtype}: max |packed - padded| {check_packed_forward(model_path, device, DTYPES[dtype])}")
 
 
 @pytest.mark.gpu
@@ -149,7 +149,8 @@ def test_packed_forward_matches_the_padded_one(model_path, device, dtype):
 def test_flash_attention_varlen_packed_forward_matches_the_padded_one(model_path):
     """The GPU recipes' packed path: flash-attn's varlen kernel over cu_seqlens (bf16 only, as flash-attn is)."""
     pytest.importorskip("flash_attn", reason="flash-attn is not installed on this machine")
-    check_packed_forward(model_path, "cuda", torch.bfloat16, packed_attn="flash_attention_2")
+    figures = check_packed_forward(model_path, "cuda", torch.bfloat16, packed_attn="flash_attention_2")
+    print(f"\nflash-attn varlen bf16: max |packed - padded| {figures}")
 
 
 # ------------------------------------------------------------------ one RL step: HF rollout, FSDP2 actor, weight sync
@@ -219,7 +220,7 @@ def check_rl_step(model_path: str, device: str, precision: str) -> dict:
     cfg = smoke_config(device, precision)
     bf16 = precision == "bf16"
     # fp32: the same model on both sides, so the two agree to kernel rounding; bf16: to bf16 rounding
-    diff_bound = 0.5 if bf16 else 1e-3
+    diff_bound = 0.25 if bf16 else 1e-3
     engine = HFEngine(cfg, model_path)
     assert engine.model.device.type == device
     with one_rank_actor(cfg, model_path) as actor:
