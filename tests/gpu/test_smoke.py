@@ -269,3 +269,10 @@ def check_rl_step(model_path: str, device: str, precision: str) -> dict:
 def test_one_rl_step_without_ray(model_path, device, precision):
     figures = check_rl_step(model_path, device, precision)
     print(f"\n{device} {precision}: {figures}")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_cuda_smoke_config_passes_validation(precision):
+    """The cuda cases' config (one GPU shared by the actor rank and the HF engine) is valid, checked without one."""
+    cfg = smoke_config("cuda", precision)
+    assert cfg.trainer.device == "cuda" and cfg.trainer.placement == "colocated" and cfg.actor.num_workers == 1
