@@ -12,7 +12,8 @@ Not a test. Two measurements, side by side in one run:
              and longest response (sdpa with the padding mask);
      packed  actor.use_remove_padding=true with actor.max_tokens_per_micro_batch=--max-tokens: token-budget
              micro-batches, each packed into one row (per-sequence causal SDPA, `workers.packing`).
-   tokens/s counts real tokens (prompt + response, no padding); --repeats alternating timed steps, median.
+   tokens/s counts real tokens (prompt + response, no padding); (--warmup 1: one untimed step per path, then) --repeats
+   alternating timed steps, median.
    The log-probs of the two paths are compared too (max |diff| over response tokens).
 
 2. Init RAM. Two processes in a gloo group build the FSDP2-sharded model the way `init_model` does (per-layer
@@ -21,7 +22,9 @@ Not a test. Two measurements, side by side in one run:
    importing torch/transformers and joining the group). Model: --model (fp32).
 
 Usage: python bench/packing.py [--model smollm2-135m-instruct] [--sequences 8] [--micro-batch 4]
-                               [--max-tokens 4096] [--repeats 2] [--threads 2] [--quick]
+                               [--max-tokens 4096] [--repeats 2] [--threads 2] [--no-gradient-checkpointing]
+                               [--skip-init] [--quick]
+       python bench/packing.py --precision [--precision-sequences 4]   # section "packing-precision"
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ def measure_step(args) -> dict:
         attn = packed_attn_implementation("sdpa") if remove_padding else "sdpa"
         torch.manual_seed(0)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn)
-        scorer = PolicyScorer(lm, chunk_size=1024, remove_padding=remove_padding)
+        if args.gradient_checkpointing:  # model.gradient_checkpointing=true (HF applies it in train mode only)
+            lm.gradient_checkpointing_enable()
+        scorer = PolicyScorer(lm, chunk_size=1024, remove_padding=remove_padding).train()
         # lr 0: every step runs the same weights, so the two paths' log-probs stay comparable
         optimizer = torch.optim.AdamW(scorer.parameters(), lr=0.0)
         paths[name] = (scorer, optimizer)
@@ -118,6 +123,9 @@ def measure_step(args) -> dict:
              "packed": micro_batch_indices(batch, args.max_tokens, args.micro_batch)}
     times = {"padded": [], "packed": []}
     logprobs = {}
+    for name in ("padded", "packed")[: 2 if args.warmup else 0]:  # untimed: first-touch of buffers, AdamW state
+        seconds, _ = update_step(*paths[name], batch, parts[name], algo)
+        print(f"{name} (warm-up): {seconds:.1f} s", flush=True)
     for repeat in range(args.repeats):
         for name in (("padded", "packed") if repeat % 2 == 0 else ("packed", "padded")):
             seconds, logprobs[name] = update_step(*paths[name], batch, parts[name], algo)
@@ -132,6 +140,164 @@ def measure_step(args) -> dict:
         "micro_batches": {k: len(v) for k, v in parts.items()}, "times": times,
         "logprob_diff_max": float((logprobs["padded"] - logprobs["packed"]).abs()[mask].max()),
     }
+
+
+# ------------------------------------------------------------------ 1b. where the fp32 packed/padded difference comes from
+def score_paths(scorers, batch, groupings: dict) -> dict:
+    """Log-probs [b, R] of `batch` scored micro-batch by micro-batch under each named grouping of its rows."""
+    import torch
+
+    out = {}
+    for name, (scorer_key, parts) in groupings.items():
+        logprobs = torch.zeros(batch["response_mask"].shape, dtype=torch.float64)
+        for index in parts:
+            micro = batch[torch.tensor(index)]
+            with torch.no_grad():
+                logprob, _ = scorers[scorer_key](micro["input_ids"], micro["attention_mask"], micro["position_ids"],
+                                                 micro["responses"], micro["response_mask"], 1.0)
+            logprobs[torch.tensor(index)] = logprob.double()
+        out[name] = logprobs
+    return out
+
+
+def measure_precision(args) -> dict:
+    """The same sequences scored in fp32 and fp64 along four paths: padded with 4 and with 2 sequences per
+    micro-batch (more or less left padding), one sequence at a time (no padding at all), and packed into one row.
+    The fp64 scores are the truth each fp32 path is measured against; in fp64 all paths must agree (the packing
+    logic), and in fp32 the padded paths disagree with *each other* as much as with the packed one if the
+    difference is reduction order, not packing."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rest.models.cache import resolve_model_path
+    from workers.fsdp_actor import PolicyScorer
+    from workers.packing import fixed_size_partition, packed_attn_implementation
+
+    torch.set_num_threads(args.threads)
+    path = resolve_model_path(args.model)
+    ranges = ((20, 150), (5, 60)) if args.quick else (PROMPT_RANGE, RESPONSE_RANGE)
+    lengths = length_mix(args.sequences, args.seed, *ranges)[: args.precision_sequences]
+    rows = len(lengths)
+    groupings = {"padded x4": ("padded", fixed_size_partition(rows, 4)),
+                 "padded x2": ("padded", fixed_size_partition(rows, 2)),
+                 "one at a time": ("padded", fixed_size_partition(rows, 1)),
+                 "packed": ("packed", [list(range(rows))])}
+    scores, batch = {}, None
+    for dtype in (torch.float64, torch.float32):
+        scorers = {}
+        for key, attn in (("padded", "sdpa"), ("packed", packed_attn_implementation("sdpa"))):
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+            scorers[key] = PolicyScorer(lm, chunk_size=1024, remove_padding=key == "packed").eval()
+        if batch is None:
+            batch = make_batch(lengths, scorers["padded"].lm.config.vocab_size, args.seed)
+        start = time.perf_counter()
+        scores[str(dtype).removeprefix("torch.")] = score_paths(scorers, batch, groupings)
+        print(f"{dtype}: {time.perf_counter() - start:.0f} s", flush=True)
+        del scorers
+    mask = batch["response_mask"].bool()
+    truth = scores["float64"]["one at a time"]
+    fp64 = {name: float((lp - truth).abs()[mask].max()) for name, lp in scores["float64"].items()}
+    fp32 = scores["float32"]
+    vs_truth = {name: float((lp - truth).abs()[mask].max()) for name, lp in fp32.items()}
+    mean_vs_truth = {name: float((lp - truth).abs()[mask].mean()) for name, lp in fp32.items()}
+    names = list(groupings)
+    pairwise = {f"{a} vs {b}": float((fp32[a] - fp32[b]).abs()[mask].max())
+                for i, a in enumerate(names) for b in names[i + 1:]}
+    localized = localize_difference(args, lengths[:2])
+    return {"lengths": lengths, "localized": localized, "tokens": int(batch["attention_mask"].sum()), "fp64_vs_truth": fp64,
+            "fp32_vs_truth": vs_truth, "fp32_mean_vs_truth": mean_vs_truth, "fp32_pairwise": pairwise,
+            "logprob_abs_mean": float(truth[mask].abs().mean())}
+
+
+def localize_difference(args, lengths) -> list[list]:
+    """Where the fp32 packed and padded forwards first differ: the outputs of layer 0's modules and of the last
+    layer, per real token, max |diff| (padded rows mapped onto the packed row)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rest.models.cache import resolve_model_path
+    from workers.packing import pack_micro_batch, register_varlen_attention
+
+    path = resolve_model_path(args.model)
+    probes = {"rotary cos/sin": ("rotary_emb", "out0"), "layer 0 q_proj": ("layers.0.self_attn.q_proj", "out"),
+              "layer 0 k_proj": ("layers.0.self_attn.k_proj", "out"), "layer 0 v_proj": ("layers.0.self_attn.v_proj", "out"),
+              "layer 0 attention output (o_proj input)": ("layers.0.self_attn.o_proj", "in"),
+              "layer 0 o_proj": ("layers.0.self_attn.o_proj", "out"), "layer 0 mlp": ("layers.0.mlp", "out"),
+              "last layer input (residual stream)": (f"layers.{{last}}", "in"), "final hidden state": ("norm", "out")}
+
+    def capture(attn, kwargs_of):
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn).eval()
+        last = len(lm.model.layers) - 1
+        seen = {}
+        for label, (where, what) in probes.items():
+            module = lm.model.get_submodule(where.format(last=last))
+
+            def hook(module, inputs, output, label=label, what=what):
+                value = inputs[0] if what == "in" else output[0] if what == "out0" else output
+                seen[label] = value.detach()
+            module.register_forward_hook(hook)
+        with torch.no_grad():
+            lm.model(**kwargs_of(lm))
+        return seen
+
+    batch = None
+
+    def padded_kwargs(lm):
+        nonlocal batch
+        batch = make_batch(lengths, lm.config.vocab_size, args.seed)
+        return dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
+
+    padded = capture("sdpa", padded_kwargs)
+    packed_batch = pack_micro_batch(batch["input_ids"], batch["attention_mask"], batch["position_ids"], batch["response_mask"])
+    packed = capture(register_varlen_attention(), lambda lm: dict(
+        input_ids=packed_batch.input_ids, position_ids=packed_batch.position_ids, **packed_batch.attention_kwargs()))
+    valid = batch["attention_mask"].bool()
+    rows = []
+    for label in probes:
+        a, b = padded[label], packed[label]
+        a = a[valid] if a.dim() == 3 and a.shape[:2] == valid.shape else a[0][valid[0]] if a.shape[0] == 1 else a
+        b = b[0]
+        if a.shape != b.shape:  # rotary tables are per position: compare the positions of the packed row
+            a = padded[label][valid]
+        rows.append([label, float((a - b).abs().max()), float(a.abs().max())])
+    return rows
+
+
+# what the figures of `precision_report` showed on SmolLM2 (2026-12-01); rerun and reread if they change
+PRECISION_READING = (
+    '\nReading: everything before the first attention call is bitwise equal in the two paths (rotary tables, '
+    'q/k/v projections: the GEMMs here give each row the same bits whatever the batch shape); the attention '
+    'output differs in its last bits (one SDPA call over the left-padded batch with a padding mask vs one '
+    'causal call per packed sequence: the kernel sums over the keys in another order). The MLP amplifies '
+    'that, and the residual stream, up to ~1e4 in magnitude where one fp32 ulp is ~1e-3, carries it through '
+    'the 30 layers to ~2e-5 in the log-probs. Neither path is the more exact one (the same max and mean '
+    'distance to fp64), and no padding is lost or misplaced (fp64 agrees). Variants of the packed call that '
+    'did not remove it (tried by hand): key/value heads expanded instead of enable_gqa, contiguous slices, '
+    "an explicit causal mask instead of is_causal, the math SDPA kernel. So 1e-5 holds on the tests' short "
+    "sequences and not on 1-2k-token ones in fp32: it is below this model's fp32 rounding noise there; "
+    'nothing to fix in the packing.'
+)
+
+
+def precision_report(args, result: dict) -> str:
+    lengths = result["lengths"]
+    rows = [[name, result["fp64_vs_truth"][name], result["fp32_vs_truth"][name], result["fp32_mean_vs_truth"][name]]
+            for name in result["fp32_vs_truth"]]
+    pairs = [[pair, value] for pair, value in result["fp32_pairwise"].items()]
+    return "\n".join([
+        f"{args.model}, {len(lengths)} sequences of the mix above ({result['tokens']} tokens; prompts "
+        f"{min(p for p, _ in lengths)}-{max(p for p, _ in lengths)}, responses {min(r for _, r in lengths)}-"
+        f"{max(r for _, r in lengths)}), no grad, {args.threads} threads. Truth: the fp64 forward, one sequence at a "
+        f"time. Mean |log-prob| of the response tokens: {result['logprob_abs_mean']:.1f} nats.\n",
+        table(["path", "fp64: max diff to truth", "fp32: max diff to truth", "fp32: mean diff to truth"], rows),
+        "\nfp32 paths against each other (max |diff| over the response tokens):\n",
+        table(["pair", "max diff"], pairs),
+        f"\nWhere the two fp32 forwards first differ (the first two sequences, padded batch vs packed row, max |diff| "
+        f"over their real tokens):\n",
+        table(["module output", "max diff", "max |value|"], result["localized"]),
+        "\nThe scorer returns fp32, so the fp64 columns compare to within fp32 output rounding (~1e-6 at 13 nats).",
+        PRECISION_READING,
+    ])
 
 
 # ------------------------------------------------------------------ 2. init RAM per rank
@@ -198,12 +364,13 @@ def measure_init(model: str, world: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------ report
-def model_bytes(model: str) -> int:
+def model_bytes(model: str) -> tuple[int, int]:
+    """(all parameters, the largest single tensor) in bytes, in fp32 as loaded."""
     from safetensors import safe_open
 
     from rest.models.cache import resolve_model_path
 
-    total = 0
+    total = largest = 0
     for file in Path(resolve_model_path(model)).glob("*.safetensors"):
         with safe_open(str(file), "pt") as f:
             for key in f.keys():
@@ -212,10 +379,11 @@ def model_bytes(model: str) -> int:
                 for d in sl.get_shape():
                     n *= d
                 total += n * 4  # fp32, as loaded
-    return total
+                largest = max(largest, n * 4)
+    return total, largest
 
 
-def report(args, step: dict, init: list[dict], full_bytes: int) -> str:
+def report(args, step: dict, init: list[dict], full_bytes: int, largest_bytes: int) -> str:
     mib = lambda b: b / 2**20  # noqa: E731
     t_pad, t_pack = median(step["times"]["padded"]), median(step["times"]["packed"])
     tokens = step["tokens"]
@@ -225,10 +393,14 @@ def report(args, step: dict, init: list[dict], full_bytes: int) -> str:
              tokens / t_pack]]
     lengths = step["lengths"]
     body = [
-        f"**Update step** ({args.model}, fp32, {args.threads} torch threads, one process): {len(lengths)} sequences, "
+        f"**Update step** ({args.model}, fp32, {args.threads} torch threads, one process, gradient checkpointing "
+        f"{'on' if args.gradient_checkpointing else 'off'}): {len(lengths)} sequences, "
         f"{tokens} real tokens (prompts {min(p for p, _ in lengths)}-{max(p for p, _ in lengths)}, responses "
         f"{min(r for _, r in lengths)}-{max(r for _, r in lengths)} tokens), forward + backward per micro-batch + "
-        f"AdamW; median of {args.repeats} alternating steps.\n",
+        f"AdamW; median of {args.repeats} alternating steps{' after an untimed one per path' if args.warmup else ''}. "
+        f"Every timed step: "
+        f"padded {', '.join(f'{t:.0f}' for t in step['times']['padded'])} s, packed "
+        f"{', '.join(f'{t:.0f}' for t in step['times']['packed'])} s.\n",
         table(["path", "micro-batch", "micro-batches", "token cells computed", "step s", "tokens/s"], rows),
         f"\nPadding removal: **{t_pad / t_pack:.2f}x** tokens/s. Max |log-prob difference| between the two paths "
         f"over the response tokens: {step['logprob_diff_max']:.2e}.\n",
@@ -240,6 +412,17 @@ def report(args, step: dict, init: list[dict], full_bytes: int) -> str:
               [[str(r["load_on_rank0"]).lower(), r["rank"], mib(r["baseline_kib"] * 1024), mib(r["peak_kib"] * 1024),
                 mib((r["peak_kib"] - r["baseline_kib"]) * 1024), mib(r["shard_bytes"]), r["seconds"]] for r in init]),
     ]
+    others = [r for r in init if r["load_on_rank0"] and r["rank"] != 0]
+    if others:
+        growth = max(r["peak_kib"] - r["baseline_kib"] for r in others) * 1024
+        budget = full_bytes / 2 + largest_bytes
+        body.append(
+            f"\nWith rank-0 loading a non-zero rank grows by {mib(growth):.0f} MiB: its shard ({mib(full_bytes / 2):.0f} "
+            f"MiB = model/world) plus {mib(growth - full_bytes / 2):.0f} MiB of overhead, against the expected "
+            f"overhead of one full tensor in flight during the broadcast (the largest, {mib(largest_bytes):.0f} MiB; "
+            f"shard + it = {mib(budget):.0f} MiB): **{growth / budget:.2f}x** that bound. Without it every rank "
+            f"grows by the whole model first.")
+    return "\n".join(body)
     return "\n".join(body)
 
 
@@ -251,16 +434,33 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, choices=(0, 1), default=0,
+                        help="1: one untimed step per path first (the figures in RESULTS.md were taken without)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                        help="recompute each decoder layer in the backward (model.gradient_checkpointing), as one "
+                             "would for 2k-token sequences: without it the padded path's attention weights for 4 "
+                             "sequences of ~2k tokens keep ~19 GB alive (SmolLM2's 30 layers)")
     parser.add_argument("--skip-init", action="store_true", help="only the step-time measurement")
+    parser.add_argument("--precision", action="store_true",
+                        help="only the fp32/fp64 comparison of padded, one-at-a-time and packed scoring")
+    parser.add_argument("--precision-sequences", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="short lengths; writes bench/out/RESULTS-quick.md")
     args = parser.parse_args()
+    if args.precision:
+        result = measure_precision(args)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "packing_precision.json").write_text(json.dumps({"args": vars(args), **result}, indent=1))
+        body = precision_report(args, result)
+        print(body)
+        write_section("packing-precision", "Packed vs padded log-probs in fp32: reduction order (CPU)", body)
+        return
     step = measure_step(args)
     init = [] if args.skip_init else measure_init(args.model, world=2)
-    full_bytes = model_bytes(args.model)
+    full_bytes, largest_bytes = model_bytes(args.model)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "packing.json").write_text(json.dumps({"args": vars(args), "step": step, "init": init}, indent=1))
-    body = report(args, step, init, full_bytes)
+    body = report(args, step, init, full_bytes, largest_bytes)
     print(body)
     write_section("packing", "Padding removal and rank-0 loading (CPU)", body)
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import ray
 import torch
 from tensordict import TensorDict
 
 from workers.metrics import reduce_metrics
+
+if TYPE_CHECKING:  # the workers import `register` without Ray (the GPU smoke check runs them in-process)
+    import ray
 
 
 class Dispatch(enum.Enum):
@@ -131,6 +133,8 @@ class RayWorkerGroup:
             raise AttributeError(f"{self.worker_cls.__name__} has no registered worker method {method!r}")
 
         def call(*args, **kwargs):
+            import ray
+
             refs = self.call_async(method, *args, **kwargs)
             if not fn._blocking:
                 return refs
