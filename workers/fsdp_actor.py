@@ -24,7 +24,7 @@ from rest.algo.config import AlgorithmConfig
 from rest.config.schema import RestConfig
 from rest.console import configure_logging
 from workers.dispatch import Dispatch, WorkerOutput, register
-from workers.fsdp_engine import FSDPEngine, LossFn, process_group_backend
+from workers.fsdp_engine import DTYPES, FSDPEngine, LossFn, process_group_backend
 from workers.metrics import Metric
 
 
