@@ -24,7 +24,10 @@ setup(
     version="0.1.0",
     description="Distributed RL trainer for tool-using LLMs: ResT, GRPO, Dr.GRPO, DAPO on Ray + vLLM + FSDP2",
     python_requires=">=3.10",
-    packages=find_packages(include=["rest", "rest.*", "workers", "workers.*"]),
+    # the top-level workers/ folder installs as rest.workers (rest/__init__.py names it so in a source checkout):
+    # no bare top-level `workers` package in site-packages to collide with another project's
+    packages=find_packages(include=["rest", "rest.*"]) + ["rest.workers"],
+    package_dir={"rest.workers": "workers"},
     # The stacks differ by device: `pip install -e .[cpu]` or `.[gpu]`; the Makefile does the CPU one.
     install_requires=[],
     extras_require={

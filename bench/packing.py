@@ -5,20 +5,20 @@ Not a test. Two measurements, side by side in one run:
 
 1. Step time. One actor update over --sequences sequences of a ToolRL-like length mix (prompt lengths uniform
    in [200, 1500], response lengths uniform in [20, 600], random token ids, one fixed draw), run the way
-   `FSDPActorWorker.update_policy` runs a mini-batch on one rank (`workers.fsdp_engine.PolicyScorer` forward,
+   `FSDPActorWorker.update_policy` runs a mini-batch on one rank (`rest.workers.fsdp_engine.PolicyScorer` forward,
    `rest.algo.objective.policy_loss` over the global denominator, backward per micro-batch, then AdamW),
    without FSDP (one process):
      padded  today's path: --micro-batch consecutive sequences per micro-batch, padded to their longest prompt
              and longest response (sdpa with the padding mask);
      packed  actor.use_remove_padding=true with actor.max_tokens_per_micro_batch=--max-tokens: token-budget
-             micro-batches, each packed into one row (per-sequence causal SDPA, `workers.packing`).
+             micro-batches, each packed into one row (per-sequence causal SDPA, `rest.workers.packing`).
    tokens/s counts real tokens (prompt + response, no padding); (--warmup 1: one untimed step per path, then) --repeats
    alternating timed steps, median.
    The log-probs of the two paths are compared too (max |diff| over response tokens).
 
 2. Init RAM. Two processes in a gloo group build the FSDP2-sharded model the way `init_model` does (per-layer
    `fully_shard` plus the root), either every rank from the checkpoint, or with rank-0 loading
-   (`workers.model_loading`); each rank reports its peak RSS (VmHWM) and its RSS before the build (after
+   (`rest.workers.model_loading`); each rank reports its peak RSS (VmHWM) and its RSS before the build (after
    importing torch/transformers and joining the group). Model: --model (fp32).
 
 Usage: python bench/packing.py [--model smollm2-135m-instruct] [--sequences 8] [--micro-batch 4]
@@ -99,8 +99,8 @@ def measure_step(args) -> dict:
 
     from rest.algo.config import AlgorithmConfig
     from rest.models.cache import resolve_model_path
-    from workers.fsdp_engine import PolicyScorer
-    from workers.packing import fixed_size_partition, micro_batch_indices, packed_attn_implementation
+    from rest.workers.fsdp_engine import PolicyScorer
+    from rest.workers.packing import fixed_size_partition, micro_batch_indices, packed_attn_implementation
 
     torch.set_num_threads(args.threads)
     path = resolve_model_path(args.model)
@@ -170,8 +170,8 @@ def measure_precision(args) -> dict:
     from transformers import AutoModelForCausalLM
 
     from rest.models.cache import resolve_model_path
-    from workers.fsdp_actor import PolicyScorer
-    from workers.packing import fixed_size_partition, packed_attn_implementation
+    from rest.workers.fsdp_engine import PolicyScorer
+    from rest.workers.packing import fixed_size_partition, packed_attn_implementation
 
     torch.set_num_threads(args.threads)
     path = resolve_model_path(args.model)
@@ -216,7 +216,7 @@ def localize_difference(args, lengths) -> list[list]:
     from transformers import AutoModelForCausalLM
 
     from rest.models.cache import resolve_model_path
-    from workers.packing import pack_micro_batch, register_varlen_attention
+    from rest.workers.packing import pack_micro_batch, register_varlen_attention
 
     path = resolve_model_path(args.model)
     probes = {"rotary cos/sin": ("rotary_emb", "out0"), "layer 0 q_proj": ("layers.0.self_attn.q_proj", "out"),
@@ -315,7 +315,7 @@ def _init_rank(rank: int, world: int, port: int, model_path: str, from_rank0: bo
     import transformers  # noqa: F401  (imported before the baseline, as in the worker)
     from torch.distributed.fsdp import fully_shard
 
-    from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
+    from rest.workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

@@ -8,7 +8,7 @@ Both engines sample (temperature 1, top-p 1, no top-k) and are forced to generat
 prompt (vLLM `ignore_eos=True, min_tokens=length`; HF `min_new_tokens=max_new_tokens`), so both produce batch x
 length tokens (checked), and the figure is those tokens / wall seconds of one batched call.
 
-  vLLM  rest's `workers.rollout.VLLMEngine` (the same `LLM(...)` arguments: in-process engine, eager, whole-prompt
+  vLLM  rest's `rest.workers.rollout.VLLMEngine` (the same `LLM(...)` arguments: in-process engine, eager, whole-prompt
         prefill on CPU, processed log-probs, the configured KV cache), called as its `generate` calls it: one
         request per sample with its own seed and `logprobs=0`, then the sampled tokens' log-probs read out. That
         is rest's real rollout path, per-request seeds and log-probs included.
@@ -71,7 +71,7 @@ def engine_main(kind: str, max_length: int, threads: int, conn) -> None:
 
     path = str(resolve_model_path(cfg.model.path))
     if kind == "vllm":
-        from workers.rollout import VLLMEngine
+        from rest.workers.rollout import VLLMEngine
 
         engine = VLLMEngine(cfg, path)
         run = lambda prompts, length, seed: vllm_generate(engine, cfg, prompts, length, seed)  # noqa: E731
@@ -96,7 +96,7 @@ def vllm_generate(engine, cfg, prompts, length, seed) -> int:
     """VLLMEngine.generate's requests (one per sample, own seed, logprobs=0) with a forced length."""
     from vllm import SamplingParams
 
-    from workers.rollout import sample_seed
+    from rest.workers.rollout import sample_seed
 
     rollout = cfg.rollout
     requests = [{"prompt_token_ids": p} for p in prompts]

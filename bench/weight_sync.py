@@ -7,7 +7,7 @@ wall-clock times around the real methods, so one sync splits into
 
   export    driver call -> the last actor rank's `export_weights` returns
   transfer  Ray serialising the exports into its object store, the rollout worker fetching them and assembling
-            full tensors (`workers.weight_sync.assemble_weights`, which the engine consumes lazily: the time spent
+            full tensors (`rest.workers.weight_sync.assemble_weights`, which the engine consumes lazily: the time spent
             inside that iterator counts here)
   reload    the rest of the engine's `load_weights` (vLLM `reload_weights` through `collective_rpc`)
   other     the rest of the driver's wall time
@@ -117,10 +117,10 @@ def model_path(name: str, synthetic_layers: int) -> str:
 def timed_classes():
     """Subclasses of rest's workers that only stamp wall-clock times around the real methods, plus the sync
     path rest had before (`*_previous`, for the side-by-side comparison)."""
-    from workers.dispatch import Dispatch, register
-    from workers.fsdp_actor import FSDPActorWorker
-    from workers.fsdp_engine import DTYPES
-    from workers.rollout import RolloutWorker
+    from rest.workers.dispatch import Dispatch, register
+    from rest.workers.fsdp_actor import FSDPActorWorker
+    from rest.workers.fsdp_engine import DTYPES
+    from rest.workers.rollout import RolloutWorker
 
     class TimedActor(FSDPActorWorker):
         def _stamp(self, t, dtype):
@@ -226,7 +226,7 @@ def bench_model(name: str, path: str, repeats: int, warmup: int, run_dir: Path, 
     driver.cfg, driver.groups, driver.collective_sync = cfg, groups, None
     paths = {"current": Trainer.sync_weights, **({"previous": sync_previous} if previous else {})}
     if collective:
-        from workers.collective_sync import CollectiveWeightSync
+        from rest.workers.collective_sync import CollectiveWeightSync
 
         broadcast = CollectiveWeightSync("cpu", cfg.rollout.dtype, 1, cfg.rollout.weight_sync_bucket_mb)
         paths["collective"] = lambda _: broadcast.sync(groups.actor, groups.rollout)

@@ -5,7 +5,7 @@ method on the group so the driver reads like single-process code: `actor.compute
 batch over the ranks, runs every rank (FSDP needs every rank in every forward) and concatenates the results.
 A method declared `@register(mode, blocking=False)` returns its ObjectRefs at once (one per rank), for a call
 whose answers go straight to another group (the weight export: `rollout.load_weights(actor.export_weights(dtype))`).
-Metrics come back as `workers.metrics.Metric`s and are combined by their own reductions.
+Metrics come back as `rest.workers.metrics.Metric`s and are combined by their own reductions.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from tensordict import TensorDict
 
-from workers.metrics import reduce_metrics
+from rest.workers.metrics import reduce_metrics
 
 if TYPE_CHECKING:  # the workers import `register` without Ray (the GPU smoke check runs them in-process)
     import ray
@@ -86,7 +86,7 @@ def split_args(args: tuple, parts: int) -> list[tuple]:
 
 def collect_dp(outputs: list[Any]) -> Any:
     """Concatenate per-rank TensorDicts and lists; combine per-rank metric dicts by each metric's reduction
-    (`workers.metrics.reduce_metrics`; a plain number is averaged: each rank saw an equal share)."""
+    (`rest.workers.metrics.reduce_metrics`; a plain number is averaged: each rank saw an equal share)."""
     first = outputs[0]
     if isinstance(first, TensorDict):
         return torch.cat(outputs, dim=0)

@@ -1,13 +1,13 @@
 """The FSDP2 actor worker: one Ray actor per rank, all ranks forming one torch.distributed group.
 
-A thin shell over `workers.fsdp_engine.FSDPEngine` (the sharded policy: forward, forward-backward with an
+A thin shell over `rest.workers.fsdp_engine.FSDPEngine` (the sharded policy: forward, forward-backward with an
 injected loss, optimizer step, export, save/load). What is PPO lives here: `update_policy` runs the schedule
 (PPO epochs over mini-batches, gradient accumulation over micro-batches, one LR step per call) with the loss of
 the algorithm registry (`ppo_loss`: `rest.algo.objective.policy_loss` of algorithm.policy_loss and
 loss_agg_mode). Each rank sees 1/world of every batch. The loss normaliser of each mini-batch is all-reduced
 first, so gradient accumulation over micro-batches and ranks gives exactly the loss of the whole mini-batch.
-Metrics carry their reduction (`workers.metrics`). With algorithm.kl_coef > 0 each rank also holds its shard of
-the frozen reference policy (a frozen engine, `workers.reference`).
+Metrics carry their reduction (`rest.workers.metrics`). With algorithm.kl_coef > 0 each rank also holds its shard of
+the frozen reference policy (a frozen engine, `rest.workers.reference`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from rest.algo import objective
 from rest.algo.config import AlgorithmConfig
 from rest.config.schema import RestConfig
 from rest.console import configure_logging
-from workers.dispatch import Dispatch, WorkerOutput, register
-from workers.fsdp_engine import DTYPES, FSDPEngine, LossFn, process_group_backend
-from workers.metrics import Metric
+from rest.workers.dispatch import Dispatch, WorkerOutput, register
+from rest.workers.fsdp_engine import DTYPES, FSDPEngine, LossFn, process_group_backend
+from rest.workers.metrics import Metric
 
 
 def ppo_loss(algo: AlgorithmConfig, norm_len: int, denominator: torch.Tensor, fused: bool) -> LossFn:
@@ -139,15 +139,15 @@ class FSDPActorWorker:
     @register(Dispatch.RANK_ZERO)
     def weight_sync_manifest(self, dtype: str) -> tuple[tuple[str, int], list]:
         """rollout.weight_sync=collective: rank 0's rendezvous address and the manifest of what a sync sends."""
-        from workers.collective_sync import rendezvous_address, tensor_manifest
+        from rest.workers.collective_sync import rendezvous_address, tensor_manifest
 
         return rendezvous_address(), tensor_manifest(self.actor.weight_entries(), DTYPES[dtype])
 
     @register(Dispatch.ONE_TO_ALL)
     def join_weight_sync(self, host: str, port: int, world_size: int, backend: str, bucket_bytes: int,
                          dtype: str) -> None:
-        """Rank 0 joins the weight-sync group (`workers.collective_sync`); every rank keeps the bucket plan."""
-        from workers.collective_sync import WeightBroadcaster
+        """Rank 0 joins the weight-sync group (`rest.workers.collective_sync`); every rank keeps the bucket plan."""
+        from rest.workers.collective_sync import WeightBroadcaster
 
         if getattr(self, "broadcaster", None) is not None:
             self.broadcaster.close()

@@ -5,15 +5,15 @@
     optimizer_step(finite)            clip, then step on every rank or on none; zero the gradients
     export_weights / save_hf / save / load
 
-The engine knows nothing of PPO: the worker (`workers.fsdp_actor`) runs the schedule (epochs, mini-batches,
+The engine knows nothing of PPO: the worker (`rest.workers.fsdp_actor`) runs the schedule (epochs, mini-batches,
 micro-batches) and passes the loss of the algorithm registry (`rest.algo.objective`) in. A frozen engine (no
 optimizer) is the reference policy of the KL term.
 
 Log-probs and entropies are computed from the hidden states of the response positions only, chunk by chunk
 through the LM head (`rest.algo.entropy`), so no [tokens, vocab] fp32 tensor for a whole batch ever exists.
 Micro-batches may be formed by token count (actor.max_tokens_per_micro_batch) and packed into one row without
-padding (actor.use_remove_padding, `workers.packing`). With actor.load_on_rank0 only rank 0 reads the
-checkpoint (`workers.model_loading`).
+padding (actor.use_remove_padding, `rest.workers.packing`). With actor.load_on_rank0 only rank 0 reads the
+checkpoint (`rest.workers.model_loading`).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully
 
 from rest.algo.entropy import entropy_and_logprob_from_hidden
 from rest.config.schema import RestConfig
-from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
-from workers.packing import micro_batch_indices, pack_micro_batch, packed_attn_implementation
-from workers.reference import freeze
+from rest.workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
+from rest.workers.packing import micro_batch_indices, pack_micro_batch, packed_attn_implementation
+from rest.workers.reference import freeze
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -57,7 +57,7 @@ class PolicyScorer(nn.Module):
         super().__init__()
         self.lm = lm
         self.chunk_size = chunk_size
-        self.remove_padding = remove_padding  # forward the micro-batch packed into one row (workers.packing)
+        self.remove_padding = remove_padding  # forward the micro-batch packed into one row (rest.workers.packing)
 
     def forward(self, input_ids, attention_mask, position_ids, responses, response_mask, temperature: float):
         selected = response_mask.bool()
@@ -124,7 +124,7 @@ class FSDPEngine:
     def _sharded_scorer(self, model_path: str, mesh, trainable: bool) -> PolicyScorer:
         """The checkpoint as a `fully_shard`-ed PolicyScorer on `mesh` (one unit per decoder layer plus the root).
         With actor.load_on_rank0 only rank 0 reads the checkpoint; the others build on meta
-        (workers.model_loading). Gradient checkpointing only where there is a backward (`trainable`)."""
+        (rest.workers.model_loading). Gradient checkpointing only where there is a backward (`trainable`)."""
         cfg = self.cfg
         attn = cfg.model.attn_implementation
         if cfg.actor.use_remove_padding:
@@ -218,11 +218,11 @@ class FSDPEngine:
         return {key.removeprefix("lm."): value for key, value in state.items()}
 
     def export_weights(self, dtype: str) -> dict:
-        """This rank's part of the weights for the rollout engines (`workers.weight_sync`): its local shard of
+        """This rank's part of the weights for the rollout engines (`rest.workers.weight_sync`): its local shard of
         every parameter, as zero-copy views that Ray writes straight into the object store; the rollout
         worker takes every rank's export and concatenates. No gather: gloo's all-gather was half of a sync.
         The LM head is named even when tied (sent once), or vLLM's reload would keep its old packed head."""
-        from workers.weight_sync import export_state
+        from rest.workers.weight_sync import export_state
 
         # the FSDP2 state-dict hook makes every parameter its sharded DTensor (the root may be unsharded)
         state = self.module.state_dict(keep_vars=True)
@@ -231,8 +231,8 @@ class FSDPEngine:
 
     def weight_entries(self) -> list:
         """(names, tensor) per distinct weight, HF names, the tied LM head named too (see export_weights); the
-        collective sync (`workers.collective_sync`) gathers and broadcasts them in this order."""
-        from workers.weight_sync import distinct_tensors
+        collective sync (`rest.workers.collective_sync`) gathers and broadcasts them in this order."""
+        from rest.workers.weight_sync import distinct_tensors
 
         aliases = {"lm_head.weight": "model.embed_tokens.weight"} if self.tied else None
         return distinct_tensors(self.module.state_dict(keep_vars=True), "lm.", aliases)

@@ -4,7 +4,7 @@
 group bundles of their own; `colocated` puts rollout worker i into actor rank i's bundle, so both share that
 bundle's CPUs and its GPU. Bundles are packed across nodes (`PACK`), so a multi-node cluster just works; one
 bundle always lies on one node, which is why a tensor-parallel engine gets all its GPUs in one bundle (see
-`workers.rollout.executor_backend`).
+`rest.workers.rollout.executor_backend`).
 
 `placement_spec` is the pure part (what is booked, and what each worker asks for inside its bundle);
 `create_placement` reserves it with Ray.

@@ -17,7 +17,7 @@ from rest.config.plan import engine_context, engine_process
 from rest.config.schema import RestConfig
 from rest.console import configure_logging
 from rest.registry import Registry
-from workers.dispatch import Dispatch, register
+from rest.workers.dispatch import Dispatch, register
 
 ROLLOUT_BACKENDS: Registry[type] = Registry("rollout backend")
 
@@ -128,14 +128,14 @@ class RolloutWorker:
     def load_weights(self, exports: list) -> None:
         """`exports`: every actor rank's `export_weights` answer, or their ObjectRefs (fetched here, zero-copy
         from the object store; pass the list itself so Ray does not fetch them for the call)."""
-        from workers.weight_sync import assemble_weights
+        from rest.workers.weight_sync import assemble_weights
 
         self.engine.load_weights(assemble_weights(exports))
 
     @register(Dispatch.ONE_TO_ALL)
     def join_weight_sync(self, host: str, port: int, world_size: int, backend: str, manifest: list,
                          bucket_bytes: int) -> None:
-        """rollout.weight_sync=collective: every worker of this engine joins the group (workers.collective_sync);
+        """rollout.weight_sync=collective: every worker of this engine joins the group (rest.workers.collective_sync);
         engine `rank`'s TP ranks take group ranks 1 + rank * TP onwards (rank 0 is the actor)."""
         offset = 1 + self.rank * self.cfg.rollout.tensor_parallel_size
         self.engine.join_weight_sync(host, port, offset, world_size, backend, manifest, bucket_bytes)
@@ -163,7 +163,7 @@ class VLLMEngine:
                     sorted(os.sched_getaffinity(0)), rollout.tensor_parallel_size))
         from vllm import LLM
 
-        from workers.vllm_reload import skip_derived_buffers
+        from rest.workers.vllm_reload import skip_derived_buffers
 
         context = engine_context(cfg)
         # Weights reach an engine whose model runs in other processes (its own engine process, or TP worker
@@ -172,7 +172,7 @@ class VLLMEngine:
         self.sync_dir = (os.path.join(rollout.weight_sync_dir, f"rest-weights-{os.getpid()}")
                          if engine_process(cfg) == "separate" or rollout.tensor_parallel_size > 1 else None)
         # rollout.weight_sync=collective writes no files: every engine worker receives the broadcast itself
-        # (workers.collective_sync); only a replaced rollout worker takes its first weights through the folder
+        # (rest.workers.collective_sync); only a replaced rollout worker takes its first weights through the folder
         if self.sync_dir is not None and rollout.weight_sync == "object_store":
             check_sync_space(rollout.weight_sync_dir, model_path, engines_per_node(cfg))
         self.llm = LLM(
@@ -195,7 +195,7 @@ class VLLMEngine:
             max_num_batched_tokens=max(rollout.max_num_batched_tokens, context) if on_cpu
             else rollout.max_num_batched_tokens,
             use_tqdm_on_load=False,  # a bar for one local file at start-up; the console shows the training bar
-            worker_extension_cls="workers.collective_sync.WeightSyncWorkerExtension"
+            worker_extension_cls="rest.workers.collective_sync.WeightSyncWorkerExtension"
             if rollout.weight_sync == "collective" else "",
         )
         self.llm.collective_rpc(skip_derived_buffers)  # the rotary cache is no weight (workers/vllm_reload.py)
@@ -229,7 +229,7 @@ class VLLMEngine:
         if self.sync_dir is None:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
             return
-        from workers.weight_sync import write_safetensors_shards
+        from rest.workers.weight_sync import write_safetensors_shards
 
         try:
             write_safetensors_shards(weights, self.sync_dir)
@@ -243,7 +243,7 @@ class VLLMEngine:
                                 args=(host, port, rank_offset, world_size, backend, manifest, bucket_bytes))
 
     def receive_weights(self):
-        """Every engine worker receives the broadcast and reloads (workers.collective_sync)."""
+        """Every engine worker receives the broadcast and reloads (rest.workers.collective_sync)."""
         self.llm.collective_rpc("rest_receive_weights")
 
 

@@ -204,7 +204,7 @@ def describe_plan(cfg: RestConfig) -> str:
     rollout_devices = r.num_workers * (  # as rest.trainer.cluster books them: GPUs per TP rank, CPUs per worker
         r.gpus_per_worker * r.tensor_parallel_size if t.device == "cuda" else r.cpus_per_worker)
     if t.device == "cuda" and t.placement == "colocated":
-        rollout_devices = 0  # on the actor ranks' GPUs (workers.resource_pool)
+        rollout_devices = 0  # on the actor ranks' GPUs (rest.workers.resource_pool)
     have = t.nnodes * t.gpus_per_node if t.device == "cuda" else None
     lines = [
         f"model: {cfg.model.path} ({cfg.model.dtype}, gradient checkpointing {cfg.model.gradient_checkpointing})",

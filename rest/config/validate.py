@@ -68,7 +68,7 @@ def check_batch_sizes(cfg: RestConfig) -> None:
 
 
 def check_resources(cfg: RestConfig) -> None:
-    """What the placement books (workers.resource_pool.placement_spec) must fit the declared cluster, bundle
+    """What the placement books (rest.workers.resource_pool.placement_spec) must fit the declared cluster, bundle
     by bundle (a bundle lies on one node), before Ray waits for resources that will never come."""
     trainer, actor, rollout = cfg.trainer, cfg.actor, cfg.rollout
     on_gpu = trainer.device == "cuda"
@@ -111,7 +111,7 @@ def check_resources(cfg: RestConfig) -> None:
              f"actor.gpus_per_worker = {actor.gpus_per_worker:g} exceeds trainer.gpus_per_node")
     have_gpus = trainer.nnodes * trainer.gpus_per_node
     if colocated:
-        # rollout worker i runs on actor rank i's GPU (workers.resource_pool): one GPU each, shared
+        # rollout worker i runs on actor rank i's GPU (rest.workers.resource_pool): one GPU each, shared
         _require(actor.gpus_per_worker == 1 and rollout.gpus_per_worker == 1 and tp == 1,
                  "trainer.placement=colocated on cuda shares actor rank i's GPU with rollout worker i: it needs "
                  "actor.gpus_per_worker = rollout.gpus_per_worker = 1 and rollout.tensor_parallel_size = 1 "

@@ -13,10 +13,10 @@ from ray.exceptions import RayActorError
 from rest.config.schema import RestConfig
 from rest.config.validate import available_cpus
 from rest.trainer.env import WORKER_ENV
-from workers.dispatch import RayWorkerGroup
-from workers.fsdp_actor import FSDPActorWorker
-from workers.resource_pool import WorkerResources, create_placement
-from workers.rollout import RolloutWorker
+from rest.workers.dispatch import RayWorkerGroup
+from rest.workers.fsdp_actor import FSDPActorWorker
+from rest.workers.resource_pool import WorkerResources, create_placement
+from rest.workers.rollout import RolloutWorker
 
 log = logging.getLogger(__name__)
 

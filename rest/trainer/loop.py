@@ -25,8 +25,8 @@ from rest.trainer.timing import PhaseTimer
 from rest.trainer.tracking import Tracker
 from rest.trainer.validation import Validator
 from rest.tooluse.reward import build_reward_fn
-from workers.collective_sync import CollectiveWeightSync
-from workers.rollout import sample_seed
+from rest.workers.collective_sync import CollectiveWeightSync
+from rest.workers.rollout import sample_seed
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class Trainer:
                 with timer.phase("old_log_prob"):
                     batch.update(actor.compute_log_prob(batch))
                 sync_metrics = phases.check_weight_sync(batch, cfg.rollout.logprob_diff_threshold, self.step)
-            if algo.kl_coef > 0:  # pi_ref's log-probs for the KL term (workers.reference)
+            if algo.kl_coef > 0:  # pi_ref's log-probs for the KL term (rest.workers.reference)
                 with timer.phase("ref"):
                     batch.update(actor.compute_ref_log_prob(batch))
             sampled_mask = batch["response_mask"]  # before the rollout correction narrows it

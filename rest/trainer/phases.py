@@ -29,7 +29,7 @@ from rest.config.schema import RestConfig
 from rest.data.prompt_set import Prompt
 from rest.tooluse.regions import label_response
 from rest.trainer.batch import build_batch, pad_rows
-from workers.packing import balance_over_ranks
+from rest.workers.packing import balance_over_ranks
 
 log = logging.getLogger(__name__)
 

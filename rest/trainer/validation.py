@@ -19,7 +19,7 @@ from rest.data.prompt_set import PromptSet
 from rest.data.prompts import encode_prompt
 from rest.eval.task import KINDS, aggregate, item_kind, pass_at_k_metrics, score_item
 from rest.trainer.timing import PhaseTimer
-from workers.rollout import PROMPT_OVERFLOW, sample_seed
+from rest.workers.rollout import PROMPT_OVERFLOW, sample_seed
 
 # the sampled responses for pass@k use the same seeds at every validation (step 0 of the seed scheme, which
 # training never uses), so a change between validations comes from the weights, not from the draw
@@ -98,9 +98,12 @@ class Validator:
 ITEM_SCORES_FILE = "val_items.jsonl"
 
 
-def record_item_scores(run_dir: str, step: int, uids: list[str], scores) -> None:
+def record_item_scores(run_dir: str | None, step: int, uids: list[str], scores) -> None:
     """One line per validation with each held-out item's greedy exact match, so the change between two
-    validations can get a paired confidence interval (rest.trainer.tracking.exact_match_change)."""
+    validations can get a paired confidence interval (rest.trainer.tracking.exact_match_change). No run
+    folder (a validator used on its own): nothing to write."""
+    if run_dir is None:
+        return
     path = Path(run_dir) / ITEM_SCORES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:

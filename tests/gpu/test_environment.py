@@ -15,7 +15,7 @@ class Absent(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in {"ray", "vllm", "wandb"}:
             raise ModuleNotFoundError(name)
 sys.meta_path.insert(0, Absent())
-import workers.fsdp_actor, workers.rollout, workers.weight_sync, rest.config.load, rest.trainer.batch, rest.models.cache
+import rest.workers.fsdp_actor, rest.workers.rollout, rest.workers.weight_sync, rest.config.load, rest.trainer.batch, rest.models.cache
 print("ok")
 """
 

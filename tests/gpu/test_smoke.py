@@ -91,8 +91,8 @@ def test_fused_head_matches_the_naive_formula(device, dtype):
 def load_scorer(model_path: str, device: str, dtype: torch.dtype, attn: str, remove_padding: bool):
     from transformers import AutoModelForCausalLM
 
-    from workers.fsdp_engine import PolicyScorer
-    from workers.packing import packed_attn_implementation
+    from rest.workers.fsdp_engine import PolicyScorer
+    from rest.workers.packing import packed_attn_implementation
 
     if remove_padding:
         attn = packed_attn_implementation(attn)
@@ -175,7 +175,7 @@ def smoke_config(device: str, precision: str):
 def one_rank_actor(cfg, model_path: str):
     """An FSDPActorWorker as rank 0 of a one-rank group in this process (no Ray): NCCL on cuda, gloo on CPU.
     Restores what the worker changes process-wide (environment, torch threads) and leaves no process group."""
-    from workers.fsdp_actor import FSDPActorWorker
+    from rest.workers.fsdp_actor import FSDPActorWorker
 
     env, threads = dict(os.environ), torch.get_num_threads()
     worker = FSDPActorWorker(cfg, 0, 1, "127.0.0.1", free_port())
@@ -214,9 +214,9 @@ def check_rl_step(model_path: str, device: str, precision: str) -> dict:
     sampling log-probs then equal the actor's on the same tokens. Returns the figures it checked."""
     import torch.distributed as dist
 
-    from workers.metrics import reduce_metrics
-    from workers.rollout import HFEngine
-    from workers.weight_sync import assemble_weights
+    from rest.workers.metrics import reduce_metrics
+    from rest.workers.rollout import HFEngine
+    from rest.workers.weight_sync import assemble_weights
 
     cfg = smoke_config(device, precision)
     bf16 = precision == "bf16"

@@ -104,7 +104,7 @@ def test_old_log_prob_mode_is_checked():
 def test_rollout_threads_default_to_the_machine_cores_shared_by_the_rollout_workers():
     import os
 
-    from workers.rollout import rollout_threads
+    from rest.workers.rollout import rollout_threads
 
     cores = len(os.sched_getaffinity(0))
     assert rollout_threads(load_config([])) == cores

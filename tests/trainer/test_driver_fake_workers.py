@@ -24,8 +24,8 @@ from rest.trainer.loop import Trainer
 from rest.trainer.phases import WeightSyncError
 from rest.trainer.timing import PhaseTimer
 from rest.tooluse.regions import Region, label_response
-from workers.dispatch import WorkerOutput
-from workers.rollout import Sample
+from rest.workers.dispatch import WorkerOutput
+from rest.workers.rollout import Sample
 
 GROUND_TRUTH = '<tool_call>\n{"name": "get_weather", "parameters": {"city": "Paris"}}\n</tool_call>'
 TEXTS = {
@@ -82,7 +82,7 @@ class FakeRollout:
 class FakeActor:
     """compute_log_prob: the rollout log-probs + shift(batch) as old_log_prob, a fixed entropy ramp.
     update_policy: records the batch; fused (the driver said so), it returns the old log-probs its own forward
-    would have measured, as workers.fsdp_actor does. export_weights: non-blocking, returns refs at once."""
+    would have measured, as rest.workers.fsdp_actor does. export_weights: non-blocking, returns refs at once."""
 
     def __init__(self, shift=None):
         self.shift = shift or (lambda batch: torch.zeros_like(batch["rollout_log_prob"]))
@@ -377,7 +377,7 @@ def test_seeds_are_distinct_per_step_prompt_and_sample_and_repeat_with_the_step(
     flat = [s for seeds in (first, second) for per_prompt in seeds for s in per_prompt]
     assert len(set(flat)) == len(flat) == 16
     assert all(0 <= s < 2**31 - 1 for s in flat)
-    # workers.rollout.sample_seed(run seed 7, step 100 * step + try, prompt p, sample k)
+    # rest.workers.rollout.sample_seed(run seed 7, step 100 * step + try, prompt p, sample k)
     assert second[1][3] == ((7 * 1_000_003 + 200) * 1_000_033 + 1 * 1009 + 3) % (2**31 - 1)
     # a replayed step (a resumed run, or a step redone after an actor restart) draws the same seeds
     again, _ = make_trainer(tokenizer, ids, scripts, "algorithm=grpo", "trainer.seed=7")

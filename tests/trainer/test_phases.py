@@ -11,7 +11,7 @@ from rest.config.load import load_config
 from rest.data.prompt_set import Prompt
 from rest.trainer import phases
 from rest.trainer.batch import build_batch, compact, concat_batches
-from workers.rollout import Sample
+from rest.workers.rollout import Sample
 
 PAD = 0
 

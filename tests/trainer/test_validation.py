@@ -6,7 +6,7 @@ from rest.config.schema import RestConfig
 from rest.config.validate import ConfigError, check_validation
 from rest.data.prompt_set import Prompt
 from rest.trainer.validation import Validator, describe_split
-from workers.rollout import Sample
+from rest.workers.rollout import Sample
 
 NO_CALL_GT = "<response> Hello! </response>"
 ADD_GT = '<tool_call>\n{"name": "add", "parameters": {"a": 5, "b": 7}}\n</tool_call>'

@@ -7,8 +7,8 @@ from tensordict import TensorDict
 
 from rest.config.load import load_config
 from rest.trainer.batch import build_batch
-from workers.fsdp_actor import FSDPActorWorker
-from workers.metrics import reduce_metrics
+from rest.workers.fsdp_actor import FSDPActorWorker
+from rest.workers.metrics import reduce_metrics
 
 ADVANTAGE = [1.0, -2.0, 0.5, 3.0]
 ENTROPY = [1.0, 2.0, 3.0, 4.0]

@@ -9,7 +9,7 @@ import torch
 
 from rest.config.load import load_config
 from rest.config.validate import ConfigError
-from workers.collective_sync import (
+from rest.workers.collective_sync import (
     ALIGN,
     SyncGroup,
     plan_buckets,
@@ -17,7 +17,7 @@ from workers.collective_sync import (
     send_buckets,
     tensor_manifest,
 )
-from workers.weight_sync import distinct_tensors
+from rest.workers.weight_sync import distinct_tensors
 
 
 def test_buckets_are_aligned_filled_in_order_and_an_oversized_tensor_travels_alone():
@@ -150,7 +150,7 @@ def test_collective_sync_makes_the_engine_follow_the_actor(collective_stack, tmp
     from transformers import AutoModelForCausalLM
 
     from rest.trainer.batch import build_batch
-    from workers.collective_sync import CollectiveWeightSync
+    from rest.workers.collective_sync import CollectiveWeightSync
 
     cfg, groups = collective_stack
 
@@ -193,7 +193,7 @@ def test_tp2_engine_workers_each_receive_the_broadcast(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from rest.models.cache import resolve_model_path
-    from workers.rollout import RolloutWorker
+    from rest.workers.rollout import RolloutWorker
 
     cfg = load_config(["+recipe=tiny_cpu", "rollout.tensor_parallel_size=2", "rollout.weight_sync=collective",
                        f"rollout.weight_sync_dir={tmp_path}"])

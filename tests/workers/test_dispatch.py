@@ -5,7 +5,7 @@ import ray
 import torch
 from tensordict import TensorDict
 
-from workers.dispatch import Dispatch, RayWorkerGroup, register, split_list
+from rest.workers.dispatch import Dispatch, RayWorkerGroup, register, split_list
 
 
 class EchoWorker:

@@ -2,7 +2,7 @@
 be clipped (their norm is all-reduced on CPU tensors, which an NCCL-only group refuses)."""
 
 from rest.config.load import load_config
-from workers.fsdp_engine import process_group_backend
+from rest.workers.fsdp_engine import process_group_backend
 
 
 def test_process_group_backends():

@@ -4,8 +4,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from workers.dispatch import WorkerOutput, collect_dp
-from workers.metrics import Metric, reduce_metrics
+from rest.workers.dispatch import WorkerOutput, collect_dp
+from rest.workers.metrics import Metric, reduce_metrics
 
 
 def test_each_metric_is_combined_over_all_ranks_values_by_its_own_reduction():

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from rest.config.load import load_config
 from rest.trainer.batch import build_batch
-from workers.metrics import reduce_metrics
+from rest.workers.metrics import reduce_metrics
 
 
 def tiny_model(path):
@@ -31,7 +31,7 @@ def batch(nan: bool):
 
 
 def rank_main(rank, model_path, port, results):
-    from workers.fsdp_actor import FSDPActorWorker
+    from rest.workers.fsdp_actor import FSDPActorWorker
 
     cfg = load_config(["+recipe=tiny_cpu", "algorithm=grpo"])
     worker = FSDPActorWorker(cfg, rank, 2, "127.0.0.1", port)

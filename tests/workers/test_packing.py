@@ -1,4 +1,4 @@
-"""Padding removal and token-budget micro-batches (workers.packing): the packing index maps pinned by hand,
+"""Padding removal and token-budget micro-batches (rest.workers.packing): the packing index maps pinned by hand,
 the packed forward equal to the padded one, and the update's loss and gradients independent of how the
 sequences are grouped into micro-batches."""
 
@@ -11,7 +11,7 @@ from tensordict import TensorDict
 from rest.algo import objective
 from rest.algo.config import AlgorithmConfig
 from rest.trainer.batch import build_batch
-from workers.packing import (
+from rest.workers.packing import (
     balance_over_ranks,
     fixed_size_partition,
     micro_batch_indices,
@@ -98,7 +98,7 @@ def load_scorer(name: str, attn: str, remove_padding: bool):
     from transformers import AutoModelForCausalLM
 
     from rest.models.cache import resolve_model_path
-    from workers.fsdp_engine import PolicyScorer
+    from rest.workers.fsdp_engine import PolicyScorer
 
     if remove_padding:
         attn = packed_attn_implementation(attn)
@@ -135,7 +135,7 @@ def test_packed_log_probs_and_entropies_equal_the_padded_forward(name, attn):
 def test_packed_forward_does_not_attend_across_sequences():
     """The control: the same packed row with one position sequence (no restarts) gives other log-probs, so the
     equality above comes from attention staying within each sequence."""
-    from workers.packing import pack_micro_batch as pack
+    from rest.workers.packing import pack_micro_batch as pack
 
     batch = random_batch(1, [6, 4], [5, 3])
     scorer = load_scorer("tiny-qwen3", "sdpa", remove_padding=True).eval()

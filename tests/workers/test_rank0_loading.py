@@ -1,4 +1,4 @@
-"""Rank-0 model loading (workers.model_loading) in a real 2-process gloo group: rank 1 builds on meta and
+"""Rank-0 model loading (rest.workers.model_loading) in a real 2-process gloo group: rank 1 builds on meta and
 receives its shards; the sharded model must equal the one every rank loads itself (weights, tied embeddings,
 rotary buffers, forward), and rank 1 must never hold a full copy."""
 
@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from workers.model_loading import non_persistent_buffers
+from rest.workers.model_loading import non_persistent_buffers
 
 WORLD = 2
 
@@ -27,7 +27,7 @@ def _shard_and_load(rank: int, model_path: str, port: int, results) -> None:
     from torch.distributed.fsdp import fully_shard
     from transformers import AutoModelForCausalLM
 
-    from workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
+    from rest.workers.model_loading import build_causal_lm, full_state_for_broadcast, load_sharded_from_rank0
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""The frozen reference of a KL run (workers.reference) on two real FSDP2 ranks over gloo, a 1-layer random
+"""The frozen reference of a KL run (rest.workers.reference) on two real FSDP2 ranks over gloo, a 1-layer random
 Qwen3, rank-0 loading; no Ray. Before any update pi_ref == pi; the reference has no trainable parameter and no
 optimizer state; updates move the policy away from it (actor/kl_loss > 0) and never move the reference."""
 
@@ -6,11 +6,11 @@ import torch
 
 from rest.config.load import load_config
 from tests.workers.test_nonfinite import batch, run_two_ranks, tiny_model
-from workers.metrics import reduce_metrics
+from rest.workers.metrics import reduce_metrics
 
 
 def rank_main(rank, model_path, port, results):
-    from workers.fsdp_actor import FSDPActorWorker
+    from rest.workers.fsdp_actor import FSDPActorWorker
 
     cfg = load_config(["+recipe=tiny_cpu", "algorithm=grpo", "algorithm.kl_coef=0.5", "actor.lr=1e-2"])
     worker = FSDPActorWorker(cfg, rank, 2, "127.0.0.1", port)

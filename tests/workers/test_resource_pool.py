@@ -9,7 +9,7 @@ import ray
 
 from rest.config.load import load_config
 from rest.trainer.cluster import group_resources
-from workers.resource_pool import SlotSpec, WorkerResources, create_placement, placement_spec
+from rest.workers.resource_pool import SlotSpec, WorkerResources, create_placement, placement_spec
 
 GPU_NODE = "trainer.cpus_per_node=32"
 

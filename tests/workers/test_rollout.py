@@ -7,7 +7,7 @@ import pytest
 
 from rest.config.load import load_config
 from rest.config.plan import engine_context, engine_process
-from workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, check_sync_space, cpu_thread_binding,
+from rest.workers.rollout import (PROMPT_OVERFLOW, RolloutWorker, Sample, check_sync_space, cpu_thread_binding,
                              engines_per_node, executor_backend, split_overflow)
 
 

@@ -7,8 +7,8 @@ import torch
 
 from rest.config.load import load_config
 from rest.models.cache import resolve_model_path
-from workers.rollout import RolloutWorker
-from workers.weight_sync import export_state
+from rest.workers.rollout import RolloutWorker
+from rest.workers.weight_sync import export_state
 
 pytestmark = pytest.mark.slow
 

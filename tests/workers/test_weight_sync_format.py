@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from workers.weight_sync import _pack, assemble_weights, export_state
+from rest.workers.weight_sync import _pack, assemble_weights, export_state
 
 
 def test_plain_state_round_trips_with_a_tied_alias_sent_once():
@@ -43,7 +43,7 @@ def test_a_missing_rank_is_an_error_not_a_partial_model():
 def test_safetensors_shards_hold_every_name_once_within_the_size_bound(tmp_path):
     from safetensors.torch import load_file
 
-    from workers.weight_sync import write_safetensors_shards
+    from rest.workers.weight_sync import write_safetensors_shards
 
     embed, norm, layer = torch.randn(8, 4), torch.randn(4), torch.randn(4, 4)  # 128, 16 and 64 bytes
     weights = [("model.embed_tokens.weight", embed), ("lm_head.weight", embed), ("model.norm.weight", norm),
@@ -61,7 +61,7 @@ def test_safetensors_shards_hold_every_name_once_within_the_size_bound(tmp_path)
 def test_tied_names_in_one_shard_are_written_as_copies(tmp_path):
     from safetensors.torch import load_file
 
-    from workers.weight_sync import write_safetensors_shards
+    from rest.workers.weight_sync import write_safetensors_shards
 
     embed = torch.randn(3, 2)
     export = export_state({"lm.model.embed_tokens.weight": embed}, rank=0, world_size=1, dtype=torch.float32,
