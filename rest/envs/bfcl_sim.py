@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Optional
-
 from rest.envs.base import Environment, EnvTask, Observation, Trajectory, gold_calls, register_env, render_reply
 from rest.envs.tools import render_task_messages
 from rest.tooluse.calls import Call
@@ -100,13 +98,3 @@ class BfclSimEnv(Environment):
         steps = [render_reply(step, None, self.prompt_format) for step in gold_calls(task.gold)]
         return steps + [render_reply([], task.info.get("reply", DONE_REPLY), self.prompt_format)]
 
-
-def bfcl_versions_available() -> list[str]:
-    import importlib.util
-
-    return [v for v, pkg in (("v3", "bfcl"), ("v4", "bfcl_eval")) if importlib.util.find_spec(pkg) is not None]
-
-
-def default_version() -> Optional[str]:
-    versions = bfcl_versions_available()
-    return versions[0] if versions else None
