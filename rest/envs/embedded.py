@@ -1,11 +1,13 @@
 """`embedded_multiturn`: an offline multi-turn task whose answers need the tools' results.
 
-Four kinds, each solvable only by reading an observation (the numbers and ids come from the episode's state or
-from arithmetic the tiny model cannot do in its head):
-- compute-then-answer: "What is 37 times 12?" -> multiply -> answer the product;
-- look-up-then-answer: "What's the temperature in Oslo?" -> get_temperature (a per-task random table) -> answer;
-- look-up-then-act: "Send 'See you at 5' to Sam." -> lookup_contact -> send_message(user_id from the result);
-- two dependent calls: "What is (12 plus 30) times 4?" -> add -> multiply(the sum, 4) -> answer.
+Four kinds, each needing a tool's result (the temperatures, ids and homes are the episode's random state):
+- compute-then-answer: "What is 3 plus 4?" -> add (or multiply) -> answer the result;
+- look-up-then-answer: "What's the temperature in Paris right now?" -> get_temperature -> answer;
+- look-up-then-act: "Send the word hello to Sam." -> lookup_contact -> send_message(the user_id it returned);
+- two dependent calls: "What's the temperature where Sam lives?" -> lookup_contact -> get_temperature(the
+  city it returned) -> answer.
+Every argument and answer is one token (see CITIES): learnable by the 2-layer demo model, which cannot copy
+multi-digit numbers or multi-token strings (`tiny-qwen3-agentsft` is its warm start on this task).
 Prompts are in the single-turn embedded task's style (`rest.data.embedded_task`: compact ToolRL system prompt,
 the request as a dialogue record), so `tiny-qwen3-toolsft` starts from the format it knows.
 
@@ -21,7 +23,7 @@ import json
 import random
 import re
 
-from rest.data.embedded_task import CITIES, SYSTEM_HEAD
+from rest.data.embedded_task import SYSTEM_HEAD
 from rest.data.prompts import HISTORY_HEAD, render_toolrl_tool_list
 from rest.envs.base import EnvTask, Trajectory, gold_calls, register_env, render_reply
 from rest.envs.tools import ToolEnv, function_tool
@@ -31,8 +33,14 @@ SYSTEM_TAIL = (
     '{"name": "Tool name", "parameters": {"Parameter name": "value"}}\n</tool_call>\n'
     "<response> Your reply </response>\nCall a tool, read its result in <tool_response>, then reply."
 )
-NAMES = ["Sam", "Ana", "Raj", "Mia", "Leo", "Zoe", "Kai", "Eva", "Tom", "Ivy"]
-MESSAGES = ["See you at 5", "Running late", "Call me back", "Lunch is ready", "Meeting moved", "Happy birthday"]
+# Every value a call argument or an answer takes is ONE Qwen3 token (as " Paris" in the request and as "Paris"
+# inside JSON; digits are single tokens): the 2-layer demo model can copy single tokens from the prompt and
+# from an observation, not multi-token strings or multi-digit numbers (Qwen3 splits digits).
+CITIES = ["Paris", "Berlin", "London", "Denver", "Chicago", "Toronto", "Phoenix", "Seattle", "Atlanta"]
+NAMES = ["Sam", "Ana", "Leo", "Tom", "Max", "Ben", "Dan", "Bob", "Tim", "Kate"]
+WORDS = ["hello", "thanks", "yes", "no", "bye", "ok", "later", "soon", "welcome"]
+_SMALL_SUMS = [(a, b) for a in range(1, 9) for b in range(1, 10 - a)]  # one-digit operands and result
+_SMALL_PRODUCTS = [(a, b) for a in range(2, 5) for b in range(2, 5) if a * b <= 9]
 KINDS = ("compute", "lookup_answer", "lookup_act", "chain")
 _RESPONSE = re.compile(r"<response>(.*?)</response>", re.DOTALL)
 
@@ -77,24 +85,24 @@ class EmbeddedMultiTurnEnv(ToolEnv):
 
     @function_tool
     def lookup_contact(self, name: str) -> dict:
-        """Find a contact's user id by name.
+        """Find a contact's user id and home city by name.
 
         Args:
             name: The contact's name.
         """
         if name not in self.contacts:
             raise ValueError(f"no contact named {name!r}")
-        return {"name": name, "user_id": self.contacts[name]}
+        return {"name": name, **self.contacts[name]}
 
     @function_tool
-    def send_message(self, user_id: str, text: str) -> dict:
+    def send_message(self, user_id: int, text: str) -> dict:
         """Send a text message to a user id.
 
         Args:
             user_id: The receiver's user id (from lookup_contact).
             text: The message.
         """
-        if user_id not in self.contacts.values():
+        if user_id not in {c["user_id"] for c in self.contacts.values()}:
             raise ValueError(f"unknown user id {user_id!r}")
         self.outbox.append({"user_id": user_id, "text": text})
         return {"status": "sent", "user_id": user_id}
@@ -161,12 +169,16 @@ def _call(function: str, **arguments) -> dict:
 
 def make_task(uid: str, rng: random.Random, kind: str) -> EnvTask:
     cities = rng.sample(CITIES, 4)
-    state = {"temperatures": {c: rng.randint(-15, 40) for c in cities},
-             "contacts": {n: f"U{rng.randint(1000, 9999)}" for n in rng.sample(NAMES, 4)}}
+    names = rng.sample(NAMES, 4)
+    user_ids = rng.sample(range(1, 10), 4)
+    state = {"temperatures": {c: rng.randint(0, 9) for c in cities},
+             "contacts": {n: {"user_id": u, "city": rng.choice(cities)} for n, u in zip(names, user_ids)}}
     info: dict = {"kind": kind}
     if kind == "compute":
-        a, b = rng.randint(12, 99), rng.randint(12, 99)
-        text, gold, answer = f"What is {a} times {b}?", [[_call("multiply", a=a, b=b)]], a * b
+        op = rng.choice(["add", "multiply"])
+        a, b = rng.choice(_SMALL_SUMS if op == "add" else _SMALL_PRODUCTS)
+        answer = a + b if op == "add" else a * b
+        text, gold = f"What is {a} {'plus' if op == 'add' else 'times'} {b}?", [[_call(op, a=a, b=b)]]
         info["tools"] = ["multiply", "add", "get_temperature"]
     elif kind == "lookup_answer":
         city = rng.choice(cities)
@@ -174,17 +186,19 @@ def make_task(uid: str, rng: random.Random, kind: str) -> EnvTask:
         text, gold = f"What's the temperature in {city} right now?", [[_call("get_temperature", city=city)]]
         info["tools"] = ["get_temperature", "lookup_contact", "add"]
     elif kind == "lookup_act":
-        name, message = rng.choice(sorted(state["contacts"])), rng.choice(MESSAGES)
-        uid_ = state["contacts"][name]
-        text = f"Send '{message}' to {name}."
-        gold = [[_call("lookup_contact", name=name)], [_call("send_message", user_id=uid_, text=message)]]
-        answer, info["outbox"] = None, [{"user_id": uid_, "text": message}]
+        name, word = rng.choice(names), rng.choice(WORDS)
+        user_id = state["contacts"][name]["user_id"]
+        text = f"Send the word {word} to {name}."
+        gold = [[_call("lookup_contact", name=name)], [_call("send_message", user_id=user_id, text=word)]]
+        answer, info["outbox"] = None, [{"user_id": user_id, "text": word}]
         info["tools"] = ["lookup_contact", "send_message", "get_temperature"]
     elif kind == "chain":
-        a, b, c = rng.randint(2, 60), rng.randint(2, 60), rng.randint(3, 19)
-        text = f"What is ({a} plus {b}) times {c}?"
-        gold, answer = [[_call("add", a=a, b=b)], [_call("multiply", a=a + b, b=c)]], (a + b) * c
-        info["tools"] = ["add", "multiply", "lookup_contact"]
+        name = rng.choice(names)
+        city = state["contacts"][name]["city"]
+        answer = state["temperatures"][city]
+        text = f"What's the temperature where {name} lives?"
+        gold = [[_call("lookup_contact", name=name)], [_call("get_temperature", city=city)]]
+        info["tools"] = ["lookup_contact", "get_temperature", "send_message"]
     else:
         raise ValueError(f"unknown task kind {kind!r}; expected one of {KINDS}")
     rng.shuffle(info["tools"])
@@ -194,7 +208,10 @@ def make_task(uid: str, rng: random.Random, kind: str) -> EnvTask:
 
 
 def generate_split(n_train: int, n_val: int, seed: int) -> tuple[list[EnvTask], list[EnvTask]]:
-    """Deterministic train/val task lists; a validation request (text and state) never appears in train."""
+    """Deterministic train/val task lists; a validation task (request and world state) never appears in train.
+
+    The requests themselves recur (cities, names, words and small numbers come from closed sets), so what the
+    validation split holds out is the world: the temperatures, ids and homes the answer must be read from."""
     rng = random.Random(seed)
     train = [make_task(f"mt-train-{i}", rng, KINDS[i % len(KINDS)]) for i in range(n_train)]
     seen = {_key(t) for t in train}
@@ -209,7 +226,8 @@ def generate_split(n_train: int, n_val: int, seed: int) -> tuple[list[EnvTask], 
 
 
 def _key(task: EnvTask) -> str:
-    return json.dumps([task.messages, task.gold], sort_keys=True)
+    # requests come from small sets and recur; what must not recur is a request in the same world (state)
+    return json.dumps([task.messages, task.state], sort_keys=True)
 
 
 __all__ = ["EmbeddedMultiTurnEnv", "KINDS", "generate_split", "make_task"]

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from rest.envs import Trajectory, Turn, make_env
@@ -10,8 +12,28 @@ def test_split_is_seeded_and_disjoint():
     again, _ = generate_split(64, 32, seed=5)
     assert [t.messages for t in train] == [t.messages for t in again]
     assert {t.info["kind"] for t in train} == set(KINDS) and len(val) == 32
-    keys = {(t.messages[0]["content"], str(t.gold)) for t in train}
-    assert not any((t.messages[0]["content"], str(t.gold)) in keys for t in val)
+    # requests recur (closed sets); a request in the same world never does
+    keys = {(t.messages[0]["content"], str(t.state)) for t in train}
+    assert not any((t.messages[0]["content"], str(t.state)) in keys for t in val)
+
+
+def test_every_argument_and_answer_is_one_qwen3_token():
+    """The 2-layer demo model copies single tokens only: each gold argument value and answer is one token, in the
+    request and inside JSON (Qwen3 splits digits, so one-digit numbers)."""
+    from rest.models.cache import load_tokenizer
+
+    tok = load_tokenizer("qwen3-tokenizer")
+    train, _ = generate_split(200, 0, seed=4)
+    values = {v for t in train for step in t.gold for c in step for v in c["arguments"].values()}
+    values |= {t.info["answer"] for t in train if t.info["answer"] is not None}
+
+    def pieces(text):
+        return [tok.decode([i]).strip() for i in tok(text, add_special_tokens=False)["input_ids"]]
+
+    assert len(values) > 20
+    for v in values:
+        assert str(v) in pieces(f"Send it to {v}."), v
+        assert str(v) in pieces(json.dumps({"k": v})), v
 
 
 def _replay(env, task, replies):
