@@ -2,9 +2,9 @@
 
 Four kinds, each needing a tool's result (the temperatures, ids and homes are the episode's random state):
 - compute-then-answer: "What is 3 plus 4?" -> add (or multiply) -> answer the result;
-- look-up-then-answer: "What's the temperature in Paris right now?" -> get_temperature -> answer;
-- look-up-then-act: "Send the word hello to Sam." -> lookup_contact -> send_message(the user_id it returned);
-- two dependent calls: "What's the temperature where Sam lives?" -> lookup_contact -> get_temperature(the
+- look-up-then-answer: 'What's the temperature in "Paris" right now?' -> get_temperature -> answer;
+- look-up-then-act: 'Send the word "hello" to "Sam".' -> lookup_contact -> send_message(the user_id it returned);
+- two dependent calls: 'What's the temperature where "Sam" lives?' -> lookup_contact -> get_temperature(the
   city it returned) -> answer.
 Every argument and answer is one token (see CITIES): learnable by the 2-layer demo model, which cannot copy
 multi-digit numbers or multi-token strings (`tiny-qwen3-agentsft` is its warm start on this task).
@@ -33,9 +33,9 @@ SYSTEM_TAIL = (
     '{"name": "Tool name", "parameters": {"Parameter name": "value"}}\n</tool_call>\n'
     "<response> Your reply </response>\nCall a tool, read its result in <tool_response>, then reply."
 )
-# Every value a call argument or an answer takes is ONE Qwen3 token (as " Paris" in the request and as "Paris"
-# inside JSON; digits are single tokens): the 2-layer demo model can copy single tokens from the prompt and
-# from an observation, not multi-token strings or multi-digit numbers (Qwen3 splits digits).
+# Every value a call argument or an answer takes is ONE Qwen3 token, the same token in the request (quoted, as
+# in JSON), in the call and in the observation (digits are single tokens): the 2-layer demo model can copy
+# single tokens, not multi-token strings or multi-digit numbers (Qwen3 splits digits).
 CITIES = ["Paris", "Berlin", "London", "Denver", "Chicago", "Toronto", "Phoenix", "Seattle", "Atlanta"]
 NAMES = ["Sam", "Ana", "Leo", "Tom", "Max", "Ben", "Dan", "Bob", "Tim", "Kate"]
 WORDS = ["hello", "thanks", "yes", "no", "bye", "ok", "later", "soon", "welcome"]
@@ -183,12 +183,12 @@ def make_task(uid: str, rng: random.Random, kind: str) -> EnvTask:
     elif kind == "lookup_answer":
         city = rng.choice(cities)
         answer = state["temperatures"][city]
-        text, gold = f"What's the temperature in {city} right now?", [[_call("get_temperature", city=city)]]
+        text, gold = f'What\'s the temperature in "{city}" right now?', [[_call("get_temperature", city=city)]]
         info["tools"] = ["get_temperature", "lookup_contact", "add"]
     elif kind == "lookup_act":
         name, word = rng.choice(names), rng.choice(WORDS)
         user_id = state["contacts"][name]["user_id"]
-        text = f"Send the word {word} to {name}."
+        text = f'Send the word "{word}" to "{name}".'
         gold = [[_call("lookup_contact", name=name)], [_call("send_message", user_id=user_id, text=word)]]
         answer, info["outbox"] = None, [{"user_id": user_id, "text": word}]
         info["tools"] = ["lookup_contact", "send_message", "get_temperature"]
@@ -196,7 +196,7 @@ def make_task(uid: str, rng: random.Random, kind: str) -> EnvTask:
         name = rng.choice(names)
         city = state["contacts"][name]["city"]
         answer = state["temperatures"][city]
-        text = f"What's the temperature where {name} lives?"
+        text = f'What\'s the temperature where "{name}" lives?'
         gold = [[_call("lookup_contact", name=name)], [_call("get_temperature", city=city)]]
         info["tools"] = ["lookup_contact", "get_temperature", "send_message"]
     else:

@@ -18,8 +18,8 @@ def test_split_is_seeded_and_disjoint():
 
 
 def test_every_argument_and_answer_is_one_qwen3_token():
-    """The 2-layer demo model copies single tokens only: each gold argument value and answer is one token, in the
-    request and inside JSON (Qwen3 splits digits, so one-digit numbers)."""
+    """The 2-layer demo model copies single tokens only: each gold argument value and answer is one token inside
+    JSON, and the same token where the request names it (Qwen3 splits digits, so one-digit numbers)."""
     from rest.models.cache import load_tokenizer
 
     tok = load_tokenizer("qwen3-tokenizer")
@@ -32,8 +32,12 @@ def test_every_argument_and_answer_is_one_qwen3_token():
 
     assert len(values) > 20
     for v in values:
-        assert str(v) in pieces(f"Send it to {v}."), v
         assert str(v) in pieces(json.dumps({"k": v})), v
+    for task in train:
+        request = pieces(task.messages[0]["content"])
+        for c in task.gold[0]:
+            for v in c["arguments"].values():
+                assert str(v) in request, (task.messages, v)
 
 
 def _replay(env, task, replies):
