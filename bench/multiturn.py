@@ -121,13 +121,13 @@ class ForcedLengthGenerate:
         return out
 
 
-def render(cells: list[dict], threads: int, limits) -> str:
+def render(cells: list[dict], threads: int, limits, model: str = MODEL) -> str:
     headers = ["batch", "turns/sample", "obs tokens/sample", "generated tokens", "multi-turn tok/s",
                "single-turn tok/s", "multi / single"]
     rows = [[c["batch"], f"{c['turns_mean']:.2f}", f"{c['obs_tokens_mean']:.0f}", int(median(c["generated_tokens"])),
              f"{c['multi_tok_s']:.0f}", f"{c['single_tok_s']:.0f}", f"{c['ratio']:.2f}x"] for c in cells]
     worst = min(c["ratio"] for c in cells)
-    return (f"Model {MODEL} (fp32) on `{ENV}` training tasks ({PROMPT_FORMAT} prompts), rest's `VLLMEngine`, "
+    return (f"Model {model} (fp32) on `{ENV}` training tasks ({PROMPT_FORMAT} prompts), rest's `VLLMEngine`, "
             f"{threads} torch threads; limits: {limits.max_turns} turns, {limits.max_response_tokens} response "
             f"tokens, {limits.max_obs_tokens} per observation. Generated (loss-mask 1) tokens / wall seconds, "
             f"median of {cells[0]['repeats']} pairs after a warm-up; the single-turn pass generates exactly the "
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--model", default=MODEL, help="a built-in name or a model directory that calls tools")
     parser.add_argument("--quick", action="store_true", help="batch 16, 1 repeat (writes bench/out/RESULTS-quick.md)")
     args = parser.parse_args()
     if args.quick:
@@ -162,9 +163,9 @@ def main() -> None:
     from workers.rollout import VLLMEngine
 
     limits = AgentLimits(max_turns=3, max_response_tokens=192, max_obs_tokens=64)
-    cfg = load_config([f"model.path={MODEL}", f"data.max_response_length={limits.max_response_tokens}",
+    cfg = load_config([f"model.path={args.model}", f"data.max_response_length={limits.max_response_tokens}",
                        f"rollout.num_threads={args.threads}", "trainer.run_dir=/tmp/rest_bench_multiturn"])
-    path = str(resolve_model_path(MODEL))
+    path = str(resolve_model_path(args.model))
     tokenizer = load_tokenizer(path)
     tasks, _ = load_env_tasks(ENV, max(args.batches), 0, cfg.data.seed)
     t = time.perf_counter()
@@ -178,11 +179,11 @@ def main() -> None:
         cells.append(cell)
         print(f"batch {batch:3d}: {cell['turns_mean']:.2f} turns, multi-turn {cell['multi_tok_s']:.0f} tok/s, "
               f"single-turn {cell['single_tok_s']:.0f} tok/s, ratio {cell['ratio']:.2f}x", flush=True)
-    text = render(cells, args.threads, limits)
+    text = render(cells, args.threads, limits, args.model)
     print(text)
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / f"multiturn{'-quick' if args.quick else ''}.json"
-    out.write_text(json.dumps({"model": MODEL, "threads": args.threads, "cells": cells}, indent=1))
+    out.write_text(json.dumps({"model": args.model, "threads": args.threads, "cells": cells}, indent=1))
     print(f"raw numbers: {out}")
     write_section("multiturn", "Multi-turn rollout vs single-turn at equal generated tokens", text)
 
