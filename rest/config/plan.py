@@ -58,6 +58,7 @@ MODEL_SHAPES = {
     "smollm2-135m-instruct": ModelShape(1.35e8, 30, 576, 1536, 49152, 3, 64, tied=True),
     "tiny-qwen3": ModelShape(2.0e7, 2, 128, 384, 151936, 2, 32, tied=True),
     "tiny-qwen3-toolsft": ModelShape(2.0e7, 2, 128, 384, 151936, 2, 32, tied=True),  # tiny-qwen3 after SFT
+    "tiny-qwen3-agentsft": ModelShape(2.0e7, 2, 128, 384, 151936, 2, 32, tied=True),  # tiny-qwen3 after SFT
 }
 
 

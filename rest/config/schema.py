@@ -57,6 +57,20 @@ class ActorConfig:
 
 
 @dataclass
+class MultiTurnConfig:
+    """The multi-turn agent loop (workers/agent_loop.py): tools run inside the rollout, observations are
+    appended as token ids with loss mask 0. The whole response (model + observation tokens) stays within
+    data.max_response_length."""
+
+    enable: bool = False  # needs data.source=env
+    max_turns: int = 4  # model turns per sample (each turn is one generation)
+    max_obs_tokens: int = 256  # tokens per observation content; longer ones are cut (rollout/truncated_obs_rate)
+    # end a turn at `</tool_call>` as well as at EOS, so the model reads the result before it replies (the
+    # template's end-of-turn tokens are appended with mask 0)
+    stop_at_tool_call_close: bool = True
+
+
+@dataclass
 class RolloutConfig:
     backend: str = "vllm"  # vllm | hf
     num_workers: int = 1
@@ -93,6 +107,7 @@ class RolloutConfig:
     # max |rollout log-prob - actor log-prob| over sampled tokens before the run is stopped as a failed weight
     # sync; null only logs it
     logprob_diff_threshold: Optional[float] = 1e-3
+    multi_turn: MultiTurnConfig = field(default_factory=MultiTurnConfig)
 
 
 @dataclass

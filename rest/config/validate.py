@@ -193,6 +193,21 @@ def check_validation(cfg: RestConfig) -> None:
              f"validation.pass_n = {val.pass_n} samples per item must be >= validation.pass_k = {val.pass_k}")
 
 
+def check_multi_turn(cfg: RestConfig) -> None:
+    multi = cfg.rollout.multi_turn
+    _require((cfg.data.source == "env") == multi.enable,
+             "data.source=env and rollout.multi_turn.enable=true go together (environments run only in the multi-turn "
+             f"agent loop), got data.source={cfg.data.source!r}, rollout.multi_turn.enable={multi.enable}")
+    if not multi.enable:
+        return
+    _require(multi.max_turns >= 1, f"rollout.multi_turn.max_turns must be >= 1, got {multi.max_turns}")
+    _require(1 <= multi.max_obs_tokens < cfg.data.max_response_length,
+             f"rollout.multi_turn.max_obs_tokens must be in [1, data.max_response_length = "
+             f"{cfg.data.max_response_length}) (observations share the response budget), got {multi.max_obs_tokens}")
+    _require(cfg.rollout.backend == "vllm", "rollout.multi_turn.enable=true needs rollout.backend=vllm (the agent "
+             "loop generates from token ids through vLLM)")
+
+
 def validate(cfg: RestConfig) -> None:
     _choice(cfg.trainer.device, "trainer.device", ("cpu", "cuda"))
     _choice(cfg.trainer.placement, "trainer.placement", ("separate", "colocated"))
@@ -224,6 +239,7 @@ def validate(cfg: RestConfig) -> None:
     check_fault_handling(cfg)
     _choice(cfg.model.attn_implementation, "model.attn_implementation", ("sdpa", "eager", "flash_attention_2"))
     check_validation(cfg)
+    check_multi_turn(cfg)
     check_batch_sizes(cfg)
     check_resources(cfg)
     check_runnable(cfg)

@@ -10,6 +10,9 @@ from rest.data.rlla import BadRowError, LoadStats, load_rlla, toolrl_split, writ
 def load_examples(cfg: DataConfig):
     """(train, val, stats) for the configured source; validates the config first."""
     cfg.validate()
+    if cfg.source == "env":  # the trainer's driver integration of the agent loop is issue 12's phase 2
+        raise NotImplementedError("data.source=env: the trainer does not drive the multi-turn agent loop yet "
+                                  "(workers/agent_loop.py, rest.envs.load_env_tasks)")
     if cfg.source == "embedded":
         from rest.data.embedded_task import generate_split
 

@@ -7,12 +7,12 @@ from typing import Optional
 
 from rest.data.prompts import PROMPT_FORMATS
 
-SOURCES = ("embedded", "rlla")
+SOURCES = ("embedded", "rlla", "env")
 
 
 @dataclass
 class DataConfig:
-    source: str = "embedded"  # "embedded" (offline demo task) | "rlla" (ToolRL's data)
+    source: str = "embedded"  # "embedded" (offline demo task) | "rlla" (ToolRL's data) | "env" (multi-turn tasks)
     path: Optional[str] = None  # rlla: a .json / .parquet file, a folder of them, or a hub dataset id
     prompt_format: str = "toolrl"  # "toolrl" | "hermes"
     val_fraction: float = 0.02  # rlla: ToolRL's last-2% split; embedded: fraction of generated problems
@@ -21,10 +21,20 @@ class DataConfig:
     embedded_train_size: int = 512
     embedded_val_size: int = 64
     max_examples: Optional[int] = None  # cap on train examples after the split (quick runs)
+    # source=env: a registered environment (rest.envs: embedded_multiturn | bfcl_sim | ...); its tasks come from
+    # its generator (embedded_train_size / embedded_val_size tasks, seeded by `seed`) or from env_tasks_path
+    env_name: Optional[str] = None
+    env_tasks_path: Optional[str] = None  # a parquet / JSON-lines task file (rest.envs.task_file)
 
     def validate(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"data.source must be one of {SOURCES}, got {self.source!r}")
+        if self.source == "env":
+            from rest.envs import ENVIRONMENTS
+
+            if self.env_name not in ENVIRONMENTS:
+                raise ValueError(f"data.env_name must name a registered environment {ENVIRONMENTS.names()} when "
+                                 f"data.source is 'env', got {self.env_name!r}")
         if self.source == "rlla" and not self.path:
             raise ValueError("data.path is required when data.source is 'rlla'")
         if self.prompt_format not in PROMPT_FORMATS:

@@ -70,13 +70,21 @@ class SafeExecutor:
         for text in func_call_list:
             parsed = parse_call_string(text, methods)
             if not parsed.ok:
-                results.append(f"Error during execution: {parsed.error}")
+                results.append(f"{EXECUTION_ERROR}: {parsed.error}")
                 continue
-            try:
-                results.append(_result_text(methods[parsed.call.name](*parsed.call.args, **parsed.call.kwargs)))
-            except Exception as e:  # the simulated APIs raise on bad arguments; BFCL reports the message
-                results.append(f"Error during execution: {e}")
+            results.append(run_call(methods, parsed.call))
         return results, instances
+
+
+EXECUTION_ERROR = "Error during execution"
+
+
+def run_call(methods: dict, call: Call) -> str:
+    """One parsed call on the simulated instances (the training environments share it, rest.envs.bfcl_sim)."""
+    try:
+        return _result_text(methods[call.name](*call.args, **call.kwargs))
+    except Exception as e:  # the simulated APIs raise on bad arguments; BFCL reports the message
+        return f"{EXECUTION_ERROR}: {e}"
 
 
 @contextmanager

@@ -26,6 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -88,21 +89,26 @@ def _encode_examples(examples, tokenizer, eos_id: int) -> list[tuple[list[int], 
 
 
 def _batch(pairs, pad_id: int):
-    """Right-padded input ids, attention mask, and (row, position) of every response-token prediction."""
-    lengths = [len(p) + len(r) for p, r in pairs]
+    """Right-padded input ids, attention mask, and (row, position) of every trained response-token prediction.
+
+    A pair is (prompt, response) or (prompt, response, loss_mask): tokens with loss mask 0 (a multi-turn
+    response's observations) are context only."""
+    lengths = [len(p[0]) + len(p[1]) for p in pairs]
     width = max(lengths)
     ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(pairs), width), dtype=torch.long)
     rows, cols, targets = [], [], []
-    for i, (prompt, response) in enumerate(pairs):
+    for i, (prompt, response, *loss_mask) in enumerate(pairs):
         seq = prompt + response
         ids[i, : len(seq)] = torch.tensor(seq)
         mask[i, : len(seq)] = 1
+        trained = loss_mask[0] if loss_mask else [1] * len(response)
         # hidden state at position t predicts token t+1: response token j sits at len(prompt)+j
-        for j, token in enumerate(response):
-            rows.append(i)
-            cols.append(len(prompt) + j - 1)
-            targets.append(token)
+        for j, (token, keep) in enumerate(zip(response, trained)):
+            if keep:
+                rows.append(i)
+                cols.append(len(prompt) + j - 1)
+                targets.append(token)
     return ids, mask, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets)
 
 
@@ -129,41 +135,35 @@ def _response_loss(model, ids, mask, rows, cols, targets, negatives: int = 0, ge
     return torch.nn.functional.cross_entropy(logits + correction, target_index)
 
 
-def build_tool_sft(
+def train_sft(
     out_dir: Path,
     base_dir: Path,
-    steps: int = TOOL_SFT_STEPS,
+    n_examples: int,
+    draw: Callable[[int], tuple],
+    steps: int,
     seed: int = TOOL_SFT_SEED,
     batch_size: int = TOOL_SFT_BATCH_SIZE,
     lr: float = TOOL_SFT_LR,
     negatives: int = TOOL_SFT_NEGATIVES,
-    slip_rate: float = TOOL_SFT_SLIP_RATE,
     log_every: int = 0,
 ) -> SFTResult:
-    """SFT the model in `base_dir` (the tiny Qwen3) on the embedded task's train split; write it to `out_dir`.
+    """SFT the model in `base_dir` on `n_examples` demonstrations; write it to `out_dir`.
 
-    AdamW, linear warmup (10% of steps) then cosine decay to 10% of `lr`; batches of `batch_size` examples
-    drawn in a seeded, epoch-wise shuffled order; with `slip_rate` > 0 some draws are the demonstrator's slip
-    (module docstring). Writes safetensors (fp32), the generation config and the
-    base's tokenizer files. Returns the per-step losses and the wall time.
-    """
+    `draw(i)` gives example i as a `_batch` pair: (prompt ids, response ids[, loss mask]); it is called once
+    per use, in batch order, so it may draw a variant (the noisy demonstrator). AdamW, linear warmup (10% of
+    steps) then cosine decay to 10% of `lr`; batches of `batch_size` examples in a seeded, epoch-wise shuffled
+    order; sampled-softmax loss (`_response_loss`). Writes safetensors (fp32), the generation config and the
+    base's tokenizer files. Returns the per-step losses and the wall time."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rest.data import DataConfig, load_examples
-
-    if not 0.0 <= slip_rate <= 1.0:
-        raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
     start = time.perf_counter()
     out_dir, base_dir = Path(out_dir), Path(base_dir)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(TOOL_SFT_THREADS)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        train, _val, _stats = load_examples(DataConfig())  # train split only; val stays unseen
         eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-        pairs = _encode_examples(train, tokenizer, eos_id)
-
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
@@ -177,19 +177,17 @@ def build_tool_sft(
                 progress = (step - warmup) / max(1, steps - warmup)
                 return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
-            order_rng, slip_rng = random.Random(seed), random.Random(seed + 1)
+            order_rng = random.Random(seed)
             negative_rng = torch.Generator().manual_seed(seed)
             order: list[int] = []
             losses: list[float] = []
             for step in range(steps):
                 if len(order) < batch_size:
-                    epoch = list(range(len(pairs)))
+                    epoch = list(range(n_examples))
                     order_rng.shuffle(epoch)
                     order.extend(epoch)
                 chosen, order = order[:batch_size], order[batch_size:]
-                demos = [(prompt, slipped if slipped is not None and slip_rng.random() < slip_rate else correct)
-                         for prompt, correct, slipped in (pairs[i] for i in chosen)]
-                batch = _batch(demos, pad_id)
+                batch = _batch([draw(i) for i in chosen], pad_id)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step)
                 loss = _response_loss(model, *batch, negatives=negatives, generator=negative_rng)
@@ -209,6 +207,37 @@ def build_tool_sft(
     finally:
         torch.set_num_threads(previous_threads)
     return SFTResult(out_dir=out_dir, losses=losses, seconds=time.perf_counter() - start)
+
+
+def build_tool_sft(
+    out_dir: Path,
+    base_dir: Path,
+    steps: int = TOOL_SFT_STEPS,
+    seed: int = TOOL_SFT_SEED,
+    batch_size: int = TOOL_SFT_BATCH_SIZE,
+    lr: float = TOOL_SFT_LR,
+    negatives: int = TOOL_SFT_NEGATIVES,
+    slip_rate: float = TOOL_SFT_SLIP_RATE,
+    log_every: int = 0,
+) -> SFTResult:
+    """SFT the model in `base_dir` (the tiny Qwen3) on the embedded task's train split (`train_sft`); with
+    `slip_rate` > 0 some draws are the demonstrator's slip (module docstring)."""
+    from transformers import AutoTokenizer
+
+    from rest.data import DataConfig, load_examples
+
+    if not 0.0 <= slip_rate <= 1.0:
+        raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    train, _val, _stats = load_examples(DataConfig())  # train split only; val stays unseen
+    pairs = _encode_examples(train, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    slip_rng = random.Random(seed + 1)
+
+    def draw(i: int) -> tuple[list[int], list[int]]:
+        prompt, correct, slipped = pairs[i]
+        return prompt, slipped if slipped is not None and slip_rng.random() < slip_rate else correct
+
+    return train_sft(out_dir, base_dir, len(pairs), draw, steps, seed, batch_size, lr, negatives, log_every)
 
 
 def _generation_config(base_dir: Path):

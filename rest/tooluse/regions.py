@@ -145,3 +145,30 @@ def label_response(token_ids: list[int], tokenizer) -> list[int]:
         token_prio = np.maximum.reduceat(byte_prio, starts[nonempty])
         out[nonempty] = _BY_PRIORITY[token_prio]
     return out.tolist()
+
+
+def model_turn_spans(response_mask: list[int]) -> list[tuple[int, int]]:
+    """[start, end) of each maximal run of mask-1 tokens: one model turn each (the agent loop always puts the
+    chat template's tokens, mask 0, between two turns)."""
+    spans, start = [], None
+    for i, m in enumerate(response_mask):
+        if m and start is None:
+            start = i
+        elif not m and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans + ([(start, len(response_mask))] if start is not None else [])
+
+
+def label_agent_response(response_ids: list[int], response_mask: list[int], tokenizer) -> list[int]:
+    """Region value of each token of a multi-turn response (`rest.workers.agent_loop.AgentSample`): every model turn
+    is labelled on its own, as a single-turn response (`label_response`: a `<think>` or `<tool_call>` never spans
+    turns); observation and template tokens (mask 0) get OTHER. They carry no region: region weights and
+    region entropy statistics (`rest.algo.region_weights`) count only tokens with loss mask 1, so the label of a
+    mask-0 token is never read; OTHER keeps it a valid index."""
+    if len(response_ids) != len(response_mask):
+        raise ValueError(f"{len(response_ids)} response ids but {len(response_mask)} mask values")
+    labels = [int(Region.OTHER)] * len(response_ids)
+    for start, end in model_turn_spans(response_mask):
+        labels[start:end] = label_response(response_ids[start:end], tokenizer)
+    return labels

@@ -1,0 +1,37 @@
+"""Environments for multi-turn agentic rollouts: a registry of tool worlds the agent loop runs samples in.
+
+`rest.envs.base` defines the interface (reset / step / score) and the task record; `rest.envs.tools` the
+`@function_tool` decorator and `ToolEnv`. Built in: `embedded_multiturn` (offline demo task), `bfcl_sim`
+(BFCL's simulated classes with tasks we generate), `bfcl_eval` (BFCL's multi-turn entries, for evaluation on
+the same loop). Task files (`rest.envs.task_file`) feed any of them from parquet.
+"""
+
+from __future__ import annotations
+
+from rest.envs.base import (ENVIRONMENTS, Environment, EnvTask, Observation, Trajectory, Turn, make_env,
+                            register_env)
+from rest.envs.tools import FunctionTool, ToolEnv, function_tool
+
+# built-in environments register themselves on import
+from rest.envs import bfcl_eval, bfcl_sim, embedded  # noqa: E402,F401  isort: skip
+
+
+def load_env_tasks(name: str, n_train: int, n_val: int, seed: int, path: str | None = None):
+    """(train, val) tasks of an environment: a task file when `path` is given, else its generator."""
+    if path:
+        from rest.envs.task_file import load_tasks
+
+        tasks = [t for t in load_tasks(path) if t.env == name]
+        n_val = min(n_val, len(tasks) // 2)
+        return tasks[n_val:], tasks[:n_val]
+    if name == "embedded_multiturn":
+        return embedded.generate_split(n_train, n_val, seed)
+    if name == "bfcl_sim":
+        from rest.envs.bfcl_tasks import generate_tasks
+
+        return generate_tasks(n_train, n_val, seed)
+    raise ValueError(f"environment {name!r} has no task generator: give a task file (data.env_tasks_path)")
+
+
+__all__ = ["ENVIRONMENTS", "EnvTask", "Environment", "FunctionTool", "Observation", "ToolEnv", "Trajectory", "Turn",
+           "function_tool", "load_env_tasks", "make_env", "register_env"]

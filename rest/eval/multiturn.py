@@ -1,0 +1,117 @@
+"""Held-out success of a model on a multi-turn environment, through the training rollout's own agent loop.
+
+`evaluate_env` runs the validation tasks once greedily and `n` times sampled (`rest.workers.agent_loop`, the same
+token-in/token-out loop, limits and reward as training) and reports, under `val/<env>/`:
+`success` (greedy, the environment's `success` part), `reward` (greedy mean), `pass_at_1` (mean sampled success,
+at the sampling temperature) and `pass_at_<k>` (unbiased, Chen et al. 2021, from the n samples), with the
+rollout/* counts of the greedy pass. Any `GenerateFn` works (vLLM through `VLLMGenerate`, a scripted one in tests),
+so the driver's validation can call it with its own engine.
+
+    python -m rest.eval.multiturn --model tiny-qwen3-agentsft --env embedded_multiturn --n-val 64 --k 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Optional
+
+from rest.eval.task import pass_at_k
+
+
+def evaluate_env(tasks, env_name: str, tokenizer, greedy, sampled, limits, prompt_format: str = "toolrl",
+                 n: int = 8, k: int = 8, seed: int = 0) -> dict[str, float]:
+    """`greedy` / `sampled`: GenerateFns (temperature 0 / the sampling temperature); `sampled` may be None
+    (greedy metrics only). Success of a sample: its reward part `success` (else reward == 1)."""
+    from rest.envs import make_env
+    from rest.workers.agent_loop import rollout_metrics, run_agent_loop
+
+    def run(generate, copies: int) -> list:
+        batch = [t for t in tasks for _ in range(copies)]
+        envs = [make_env(env_name, prompt_format) for _ in batch]
+        seeds = [seed * 1_000_003 + i for i in range(len(batch))]
+        return run_agent_loop(batch, envs, tokenizer, generate, limits, seeds, prompt_format)
+
+    def success(sample) -> float:
+        return float(sample.reward.get("success", sample.reward["reward"] >= 1.0))
+
+    prefix = f"val/{env_name}"
+    first = run(greedy, 1)
+    out = {f"{prefix}/success": _mean([success(s) for s in first]),
+           f"{prefix}/reward": _mean([s.reward["reward"] for s in first]),
+           **{f"{prefix}/{key.split('/')[-1]}": v for key, v in rollout_metrics(first).items()}}
+    if sampled is not None and n > 0:
+        many = run(sampled, n)
+        correct = [sum(success(s) for s in many[i * n:(i + 1) * n]) for i in range(len(tasks))]
+        out[f"{prefix}/pass_at_1"] = _mean([c / n for c in correct])
+        out[f"{prefix}/pass_at_{k}"] = _mean([pass_at_k(n, int(c), k) for c in correct])
+        out[f"{prefix}/sampled_reward"] = _mean([s.reward["reward"] for s in many])
+    return out
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def make_vllm(model_path: str, max_model_len: int, seed: int = 0):
+    """An in-process vLLM(-cpu) engine for evaluation (as the slow agent-loop test builds it)."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM
+
+    # whole-prompt prefill: vLLM cannot rewind a seeded CPU generator after a chunked one (workers/rollout.py)
+    return LLM(model=model_path, dtype="float32", enforce_eager=True, max_model_len=max_model_len, seed=seed,
+               enable_prefix_caching=False, logprobs_mode="processed_logprobs", enable_chunked_prefill=False,
+               max_num_batched_tokens=max(8192, max_model_len))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rest.eval.multiturn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="built-in name, local dir or hub id")
+    parser.add_argument("--env", default="embedded_multiturn")
+    parser.add_argument("--prompt-format", choices=["toolrl", "hermes"], default="toolrl")
+    parser.add_argument("--n-train", type=int, default=512, help="the train split's size (val is disjoint from it)")
+    parser.add_argument("--n-val", type=int, default=64)
+    parser.add_argument("--split-seed", type=int, default=31415, help="data.seed")
+    parser.add_argument("--tasks-path", default=None, help="a task file instead of the generator")
+    parser.add_argument("--n", type=int, default=8, help="sampled episodes per task (0: greedy only)")
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-turns", type=int, default=3)
+    parser.add_argument("--max-response-tokens", type=int, default=192)
+    parser.add_argument("--max-obs-tokens", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, help="write the metrics as JSON here")
+    args = parser.parse_args(argv)
+    if args.n and not 1 <= args.k <= args.n:
+        parser.error("--k must be in [1, --n]")
+
+    from rest.envs import load_env_tasks
+    from rest.models.cache import load_tokenizer, resolve_model_path
+    from rest.workers.agent_loop import AgentLimits, VLLMGenerate
+
+    _train, val = load_env_tasks(args.env, args.n_train, args.n_val, args.split_seed, args.tasks_path)
+    tokenizer = load_tokenizer(args.model)
+    limits = AgentLimits(args.max_turns, args.max_response_tokens, args.max_obs_tokens)
+    start = time.perf_counter()
+    llm = make_vllm(str(resolve_model_path(args.model)), 1024, args.seed)
+    metrics = evaluate_env(val, args.env, tokenizer, VLLMGenerate(llm, tokenizer, greedy=True),
+                           VLLMGenerate(llm, tokenizer, temperature=args.temperature) if args.n else None,
+                           limits, args.prompt_format, args.n, args.k, args.seed)
+    metrics[f"val/{args.env}/tasks"] = len(val)
+    print(json.dumps(metrics, indent=1))
+    print(f"{args.model} on {args.env}: greedy success {metrics[f'val/{args.env}/success']:.3f}"
+          + (f", pass@1 {metrics[f'val/{args.env}/pass_at_1']:.3f}, pass@{args.k} "
+             f"{metrics[f'val/{args.env}/pass_at_{args.k}']:.3f}" if args.n else "")
+          + f" over {len(val)} held-out tasks ({time.perf_counter() - start:.0f}s)")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(metrics, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

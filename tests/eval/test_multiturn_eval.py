@@ -1,0 +1,30 @@
+"""rest.eval.multiturn.evaluate_env with scripted generate functions: the gold episodes score success 1 and
+pass@k 1; a sampler right on some samples only gives the hand-computed pass@1 and pass@k."""
+
+import pytest
+
+from rest.envs import make_env
+from rest.envs.embedded import generate_split
+from rest.eval.multiturn import evaluate_env
+from rest.models.cache import load_tokenizer
+from rest.workers.agent_loop import AgentLimits, ScriptedGenerate
+
+
+def test_gold_and_partly_right_samplers():
+    tok = load_tokenizer("qwen3-tokenizer")
+    _, tasks = generate_split(16, 4, seed=9)
+    gold = [make_env("embedded_multiturn", "toolrl").reference_turns(t) for t in tasks]
+    limits = AgentLimits(3, 192, 64)
+    oracle = ScriptedGenerate(tok, gold, stop_at_call_close=True)
+    n = 4
+    # sampled episodes are laid out task-major: episode j of task i is sample i * n + j; right when j == 0 only
+    wrong = "<think> no </think>\n<response> I cannot. </response>"
+    scripts = [gold[i] if j == 0 else [wrong] for i in range(len(tasks)) for j in range(n)]
+    sampled = ScriptedGenerate(tok, scripts, stop_at_call_close=True)
+    m = evaluate_env(tasks, "embedded_multiturn", tok, oracle, sampled, limits, n=n, k=2)
+    assert m["val/embedded_multiturn/success"] == 1.0 and m["val/embedded_multiturn/reward"] == pytest.approx(1.0)
+    assert m["val/embedded_multiturn/turns_mean"] > 2 and m["val/embedded_multiturn/tool_error_rate"] == 0.0
+    assert m["val/embedded_multiturn/pass_at_1"] == pytest.approx(0.25)
+    assert m["val/embedded_multiturn/pass_at_2"] == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
+    greedy_only = evaluate_env(tasks, "embedded_multiturn", tok, oracle, None, limits)
+    assert "val/embedded_multiturn/pass_at_8" not in greedy_only
