@@ -158,9 +158,11 @@ class VLLMEngine:
         os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
         if on_cpu:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
-            if rollout.tensor_parallel_size > 1:  # an explicit binding in the environment wins
-                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding(
-                    sorted(os.sched_getaffinity(0)), rollout.tensor_parallel_size))
+            # an explicit binding in the environment wins; vLLM's own default "auto" (which an engine built
+            # earlier in this process may have left there) is the NUMA binding that refuses TP on one node
+            if rollout.tensor_parallel_size > 1 and os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(
+                    sorted(os.sched_getaffinity(0)), rollout.tensor_parallel_size)
         from vllm import LLM
 
         from rest.workers.vllm_reload import skip_derived_buffers

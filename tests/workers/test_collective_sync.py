@@ -133,7 +133,8 @@ def collective_stack(request, tmp_path_factory):
     from rest.models.cache import resolve_model_path
     from rest.trainer.cluster import create_worker_groups, start_ray
 
-    cfg = load_config(["+recipe=tiny_cpu", "actor.lr=1e-4", f"trainer.run_dir={tmp_path_factory.mktemp('run')}",
+    # lr 1e-3: one update must change the greedy output for "the engine follows the actor" to mean anything
+    cfg = load_config(["+recipe=tiny_cpu", "actor.lr=1e-3", f"trainer.run_dir={tmp_path_factory.mktemp('run')}",
                        f"rollout.engine_process={request.param}", "rollout.weight_sync=collective",
                        f"rollout.weight_sync_dir={tmp_path_factory.mktemp('shm')}"])
     start_ray(cfg)
@@ -164,7 +165,9 @@ def test_collective_sync_makes_the_engine_follow_the_actor(collective_stack, tmp
     batch = build_batch([p for p in PROMPTS for _ in range(n)], [s.token_ids for s in flat],
                         [s.logprobs for s in flat], pad_id=0)
     batch.update(groups.actor.compute_log_prob(batch))
-    batch["advantages"] = torch.randn(len(flat), 1).expand_as(batch["response_mask"]).contiguous()
+    # seeded: what the update does must not depend on the tests that ran before in the session
+    noise = torch.randn(len(flat), 1, generator=torch.Generator().manual_seed(len(flat)))
+    batch["advantages"] = noise.expand_as(batch["response_mask"]).contiguous()
     groups.actor.update_policy(batch)
 
     sync = CollectiveWeightSync(cfg.trainer.device, cfg.rollout.dtype, cfg.rollout.tensor_parallel_size,

@@ -39,7 +39,10 @@ def one_update(cfg, groups, prompts):
     batch = build_batch([p for p in prompts for _ in range(n)], [s.token_ids for s in flat],
                         [s.logprobs for s in flat], pad_id=0)
     batch.update(groups.actor.compute_log_prob(batch))
-    batch["advantages"] = torch.randn(len(flat), 1).expand_as(batch["response_mask"]).contiguous()
+    # seeded: the module's tests share one stack, so what this update does must not depend on the tests that
+    # ran before in the session (the global RNG's state)
+    noise = torch.randn(len(flat), 1, generator=torch.Generator().manual_seed(len(flat)))
+    batch["advantages"] = noise.expand_as(batch["response_mask"]).contiguous()
     groups.actor.update_policy(batch)
     return batch
 
