@@ -161,8 +161,16 @@ class VLLMEngine:
             # an explicit binding in the environment wins; vLLM's own default "auto" (which an engine built
             # earlier in this process may have left there) is the NUMA binding that refuses TP on one node
             if rollout.tensor_parallel_size > 1 and os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
-                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(
-                    sorted(os.sched_getaffinity(0)), rollout.tensor_parallel_size)
+                # an engine built earlier in this process may have pinned it to fewer cores than TP ranks
+                cores = sorted(os.sched_getaffinity(0))
+                if len(cores) < rollout.tensor_parallel_size:
+                    cores = list(range(os.cpu_count() or 1))
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(cores, rollout.tensor_parallel_size)
+        import vllm.envs
+
+        # an engine built earlier in this process froze vLLM's environment reads (enable_envs_cache): what was
+        # set above must reach this one (a second, TP engine would otherwise keep the NUMA binding that fails)
+        getattr(vllm.envs, "disable_envs_cache", lambda: None)()
         from vllm import LLM
 
         from rest.workers.vllm_reload import skip_derived_buffers
