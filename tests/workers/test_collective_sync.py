@@ -150,8 +150,8 @@ def test_collective_sync_makes_the_engine_follow_the_actor(collective_stack, tmp
     actor's saved weights; an object-store sync of the same weights afterwards changes nothing."""
     from transformers import AutoModelForCausalLM
 
-    from rest.trainer.batch import build_batch
     from rest.workers.collective_sync import CollectiveWeightSync
+    from tests.workers.test_weight_sync import one_update
 
     cfg, groups = collective_stack
 
@@ -159,16 +159,7 @@ def test_collective_sync_makes_the_engine_follow_the_actor(collective_stack, tmp
         return [g[0].token_ids for g in groups.rollout.generate(PROMPTS, [[0]] * len(PROMPTS), 12, True)]
 
     before = greedy()
-    n = cfg.rollout.n
-    samples = groups.rollout.generate(PROMPTS, [[7 * p + k for k in range(n)] for p in range(len(PROMPTS))], 16)
-    flat = [s for group in samples for s in group]
-    batch = build_batch([p for p in PROMPTS for _ in range(n)], [s.token_ids for s in flat],
-                        [s.logprobs for s in flat], pad_id=0)
-    batch.update(groups.actor.compute_log_prob(batch))
-    # seeded: what the update does must not depend on the tests that ran before in the session
-    noise = torch.randn(len(flat), 1, generator=torch.Generator().manual_seed(len(flat)))
-    batch["advantages"] = noise.expand_as(batch["response_mask"]).contiguous()
-    groups.actor.update_policy(batch)
+    one_update(cfg, groups, PROMPTS)  # the same seeded update as the object-store tests
 
     sync = CollectiveWeightSync(cfg.trainer.device, cfg.rollout.dtype, cfg.rollout.tensor_parallel_size,
                                 cfg.rollout.weight_sync_bucket_mb)
