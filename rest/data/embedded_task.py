@@ -25,9 +25,10 @@ TOOLS = {
 }
 CITIES = ["Paris", "Tokyo", "Lima", "Cairo", "Oslo", "Delhi", "Rome", "Seoul", "Berlin", "Sydney", "Boston", "Madrid"]
 UNITS = [("km", "miles"), ("miles", "km"), ("kg", "pounds"), ("pounds", "kg"), ("celsius", "fahrenheit"), ("meters", "feet")]
-EVENTS = ["Dentist", "Team meeting", "Lunch with Sam", "Gym", "Book club", "Flight"]
-DATES = ["2025-03-14", "2025-05-02", "2025-07-21", "2025-09-09", "2025-11-30", "2025-12-24"]
-TOPICS = ["solar panels", "pasta recipes", "chess openings", "python tutorials", "cheap flights", "jazz history"]
+EVENTS = ["Dentist", "Meeting", "Lunch", "Gym", "Dinner", "Flight"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+TOPICS = ["jazz", "chess", "pasta", "python", "coffee", "soccer"]
+DIGITS = range(2, 10)
 CHATS = [
     ("Hi there!", "Hello! How can I help you today?"),
     ("Thank you so much!", "You're welcome!"),
@@ -61,17 +62,17 @@ def _single_call(rng: random.Random) -> tuple[str, list[dict]]:
         text = f"What's the weather in {city}?" if kind == "get_weather" else f"What time is it in {city}?"
         return text, [{"name": kind, "parameters": {"city": city}}]
     if kind in ("add", "multiply"):
-        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        a, b = rng.choice(DIGITS), rng.choice(DIGITS)
         text = f"What is {a} plus {b}?" if kind == "add" else f"What is {a} times {b}?"
         return text, [{"name": kind, "parameters": {"a": a, "b": b}}]
     if kind == "convert_units":
-        value, (src, dst) = rng.randint(1, 500), rng.choice(UNITS)
+        value, (src, dst) = rng.choice(DIGITS), rng.choice(UNITS)
         return f"Convert {value} {src} to {dst}.", [
             {"name": kind, "parameters": {"value": value, "from_unit": src, "to_unit": dst}}
         ]
     if kind == "create_event":
-        title, date = rng.choice(EVENTS), rng.choice(DATES)
-        return f"Add '{title}' to my calendar on {date}.", [{"name": kind, "parameters": {"title": title, "date": date}}]
+        title, day = rng.choice(EVENTS), rng.choice(DAYS)
+        return f"Add '{title}' to my calendar on {day}.", [{"name": kind, "parameters": {"title": title, "date": day}}]
     topic = rng.choice(TOPICS)
     return f"Search the web for {topic}.", [{"name": "search_web", "parameters": {"query": topic}}]
 
@@ -115,9 +116,17 @@ def render_ground_truth(calls: list[dict], response: str | None) -> str:
     return "\n".join(parts)
 
 
-# The SFT demonstrator's typical slips (rest/models/tool_sft.py imitates a demonstrator that makes them often):
-# a look-alike tool called with the same arguments, and a parallel request answered by its first call only.
+# The SFT demonstrator's typical slips (rest/models/tool_sft.py imitates a demonstrator that makes one of them
+# often). "no_call": it answers a request that needs a tool without calling one (the under-calling that ToolRL's
+# format/correctness split is meant to catch). "lookalike": a look-alike tool called with the same arguments, and
+# a parallel request answered by its first call only.
+UNCALLED_REPLY = "I cannot check that, sorry."
 LOOKALIKE_TOOLS = {"get_time": "get_weather", "multiply": "add"}
+
+
+def uncalled_reply(calls: list[dict]) -> str | None:
+    """The reply an under-calling demonstrator gives instead of `calls` (None where no call is needed)."""
+    return render_ground_truth([], UNCALLED_REPLY) if calls else None
 
 
 def slipped_calls(calls: list[dict]) -> list[dict] | None:
@@ -142,6 +151,20 @@ def make_example(uid: str, rng: random.Random, prompt_format: str) -> ToolUseExa
         messages = history_to_chat(history)
     return ToolUseExample(uid=uid, messages=messages, ground_truth=render_ground_truth(calls, response), tools=tools,
                           source="embedded")
+
+
+def generate_demonstrations(n: int, seed: int, held_out: list[ToolUseExample], prompt_format: str = "toolrl"):
+    """`n` problems for a supervised warm start, drawn from `seed`, none with the prompt of a `held_out` item."""
+    banned = {json.dumps(ex.messages) for ex in held_out}
+    rng, examples, tries = random.Random(seed), [], 0
+    while len(examples) < n:
+        tries += 1
+        if tries > 100 * n:
+            raise ValueError(f"only {len(examples)} of {n} generated problems are not held out")
+        ex = make_example(f"embedded-sft-{len(examples)}", rng, prompt_format)
+        if json.dumps(ex.messages) not in banned:
+            examples.append(ex)
+    return examples
 
 
 def generate_split(n_train: int, n_val: int, seed: int, prompt_format: str = "toolrl"):

@@ -64,7 +64,7 @@ def _build_smollm2(out_dir: Path) -> None:
 
 BUILTIN_MODELS.register("qwen3-tokenizer")(BuiltinModel(1, _build_qwen3_tokenizer))
 BUILTIN_MODELS.register("tiny-qwen3")(BuiltinModel(1, _build_tiny_qwen3))
-BUILTIN_MODELS.register("tiny-qwen3-toolsft")(BuiltinModel(1, _build_tiny_qwen3_toolsft))
+BUILTIN_MODELS.register("tiny-qwen3-toolsft")(BuiltinModel(2, _build_tiny_qwen3_toolsft))
 BUILTIN_MODELS.register("tiny-qwen3-agentsft")(BuiltinModel(1, _build_tiny_qwen3_agentsft))
 BUILTIN_MODELS.register("smollm2-135m-instruct")(BuiltinModel(1, _build_smollm2))
 

@@ -1,20 +1,26 @@
-"""`tiny-qwen3-toolsft`: the tiny random Qwen3 after a short supervised warm start on the embedded tool-use task.
+"""`tiny-qwen3-toolsft`: the tiny random Qwen3 after a supervised warm start on the embedded tool-use task.
 
 Why: RL from a random model never sees the tool-call format, so every response in a GRPO group scores the same,
-advantages are zero and nothing learns. The standard fix is a brief SFT first. This one is deliberately short:
-the model learns the ToolRL output format (`<think> .. </think>` then `<tool_call>` and/or `<response>`, then
-`<|im_end|>`) but still gets much of the content (tool names, copied arguments) wrong when sampled, so rewards
-inside a group differ and RL has something left to improve.
+advantages are zero and nothing learns. The standard fix is SFT first. The demo also needs a start whose greedy
+answers RL can improve on held-out items within minutes, and a clean SFT did not give one: the tiny model either
+has not learned the arguments yet (then RL cannot find them either: 250 steps gave greedy exact match 0.281,
+pass@8 0.426, and 10 RL steps +0.0 to +0.03) or has learned what it can (600 steps: 0.559, with little left).
 
-Training uses the embedded task's TRAIN split only (validation stays unseen), prompts tokenized exactly as the
-trainer does (`encode_prompt(..., "toolrl")`), next-token loss on response tokens only, with the 151,936-way LM
-head computed only at those positions. Fixed seed, 2 torch threads, deterministic data order: same inputs, same
-weights (up to CPU kernel nondeterminism, which we do not rely on).
+So the demonstrator is imitated with its typical slip (`slip`, at rate `slip_rate`; the registered build uses
+"no_call" at 0.6): 60% of the demonstrations of a request that needs a tool answer directly instead
+(`rest.data.embedded_task.uncalled_reply`), the under-calling that tool-use RL papers report in SFT models. The
+greedy start then answers every such request without calling (held-out exact match 0.250: the no-tool items
+only), while 40% of its samples call the tools, mostly correctly: the reward can teach it when to call.
+"lookalike" is the other slip we tried (a look-alike tool, a parallel request answered by its first call):
+measured at 0.6 with 600 steps, those slips showed up in samples but never became the greedy choice.
 
-`slip_rate` > 0 imitates a noisy demonstrator instead: where the embedded task names a typical slip
-(`rest.data.embedded_task.slipped_calls`: a look-alike tool, a parallel request answered by its first call),
-each draw of that example is the slipped demonstration with probability `slip_rate`. Off in the registered build:
-measured at 0.6 with 600 steps, the slips showed up in samples but never became the greedy choice.
+Training uses `TOOL_SFT_POOL` problems drawn fresh from the embedded generator, none of them one of the first
+`TOOL_SFT_HELD_OUT` validation items of the default data config (so validation stays unseen), prompts tokenized
+exactly as the trainer does (`encode_prompt(..., "toolrl")`), next-token loss on response tokens only, with the
+151,936-way LM head computed only at those positions (sampled softmax). A pool this size is drawn about once
+per example: on the 512-problem train split the same schedule memorises (more epochs, worse held-out
+arguments). Fixed seed, 2 torch threads, deterministic data order: same inputs, same weights (up to CPU kernel
+nondeterminism, which we do not rely on).
 """
 
 from __future__ import annotations
@@ -33,11 +39,15 @@ import torch
 from rest.models.qwen_tokenizer import QWEN3_TOKENIZER_FILES
 
 TOOL_SFT_SEED = 0
-TOOL_SFT_STEPS = 100
+TOOL_SFT_STEPS = 1200
 TOOL_SFT_BATCH_SIZE = 8
 TOOL_SFT_LR = 1e-2
 TOOL_SFT_THREADS = 2
-TOOL_SFT_SLIP_RATE = 0.0  # how often the demonstrator makes its typical slip where it has one (0: never)
+TOOL_SFT_POOL = 8192  # distinct demonstrations (1,200 steps x 8 draw each about once: no memorising a small set)
+TOOL_SFT_POOL_SEED = 271_828
+TOOL_SFT_HELD_OUT = 2048  # the demonstrations avoid the embedded task's first this-many validation items
+TOOL_SFT_SLIP = "no_call"  # the demonstrator's slip (SLIPS; module docstring)
+TOOL_SFT_SLIP_RATE = 0.6  # how often the demonstrator makes its slip where it has one (0: never)
 TOOL_SFT_NEGATIVES = 4096  # sampled-softmax negatives per step (0: the full 151,936-way LM head)
 
 
@@ -62,17 +72,26 @@ def sft_response(ground_truth: str) -> str:
     return f"<think> {thought} </think>\n{ground_truth}"
 
 
-def slipped_ground_truth(ground_truth: str) -> str | None:
-    """The demonstrator's slip on `ground_truth` (rest.data.embedded_task.slipped_calls), None where it has none."""
-    from rest.data import ground_truth_calls
-    from rest.data.embedded_task import render_ground_truth, slipped_calls
+SLIPS = ("no_call", "lookalike")
 
+
+def slipped_ground_truth(ground_truth: str, slip: str = "lookalike") -> str | None:
+    """The demonstrator's `slip` on `ground_truth` (rest.data.embedded_task), None where it has none.
+
+    "no_call": a direct reply where calls are needed (`uncalled_reply`); "lookalike": `slipped_calls`."""
+    from rest.data import ground_truth_calls
+    from rest.data.embedded_task import render_ground_truth, slipped_calls, uncalled_reply
+
+    if slip not in SLIPS:
+        raise ValueError(f"slip must be one of {SLIPS}, got {slip!r}")
     calls = [{"name": c.name, "parameters": c.kwargs} for c in ground_truth_calls(ground_truth)]
+    if slip == "no_call":
+        return uncalled_reply(calls)
     slipped = slipped_calls(calls)
     return None if slipped is None else render_ground_truth(slipped, None)
 
 
-def _encode_examples(examples, tokenizer, eos_id: int) -> list[tuple[list[int], list[int], list[int] | None]]:
+def _encode_examples(examples, tokenizer, eos_id: int, slip: str) -> list[tuple[list[int], list[int], list[int] | None]]:
     """(prompt ids, correct response ids, slipped response ids or None) per example."""
     from rest.data.prompts import encode_prompt
 
@@ -82,7 +101,7 @@ def _encode_examples(examples, tokenizer, eos_id: int) -> list[tuple[list[int], 
     encoded = []
     for example in examples:
         prompt = encode_prompt(tokenizer, example.messages, example.tools, "toolrl")
-        slipped = slipped_ground_truth(example.ground_truth)
+        slipped = slipped_ground_truth(example.ground_truth, slip)
         encoded.append((prompt, encode_response(example.ground_truth),
                         None if slipped is None else encode_response(slipped)))
     return encoded
@@ -218,6 +237,8 @@ def build_tool_sft(
     lr: float = TOOL_SFT_LR,
     negatives: int = TOOL_SFT_NEGATIVES,
     slip_rate: float = TOOL_SFT_SLIP_RATE,
+    slip: str = TOOL_SFT_SLIP,
+    pool: int = TOOL_SFT_POOL,
     log_every: int = 0,
 ) -> SFTResult:
     """SFT the model in `base_dir` (the tiny Qwen3) on the embedded task's train split (`train_sft`); with
@@ -229,8 +250,13 @@ def build_tool_sft(
     if not 0.0 <= slip_rate <= 1.0:
         raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    train, _val, _stats = load_examples(DataConfig())  # train split only; val stays unseen
-    pairs = _encode_examples(train, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    from rest.data.embedded_task import generate_demonstrations
+
+    # The validation split follows from the data config (seed, train size); hold out its first
+    # TOOL_SFT_HELD_OUT items, so any embedded_val_size up to that stays unseen by the warm start.
+    _train, held_out, _stats = load_examples(DataConfig(embedded_val_size=TOOL_SFT_HELD_OUT))
+    train = generate_demonstrations(pool, TOOL_SFT_POOL_SEED, held_out)
+    pairs = _encode_examples(train, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"), slip)
     slip_rng = random.Random(seed + 1)
 
     def draw(i: int) -> tuple[list[int], list[int]]:
@@ -314,18 +340,30 @@ def evaluate_tool_sft(
     }
 
 
-if __name__ == "__main__":  # python -m rest.models.tool_sft OUT_DIR BASE_DIR [STEPS [SLIP_RATE]] [--no-eval]
-    import sys  # BASE_DIR: a tiny-qwen3 directory (`python -m rest.models build tiny-qwen3` prints it)
+def main(argv: list[str] | None = None) -> None:
+    """`python -m rest.models.tool_sft OUT_DIR BASE_DIR [--steps N] [--slip KIND] [--slip-rate R] [--no-eval]`:
+    build a variant of the warm start (BASE_DIR: a tiny-qwen3 directory, `python -m rest.models build tiny-qwen3`
+    prints it) and print a short HF-generate report of it."""
+    import argparse
 
-    target = Path(sys.argv[1])
-    result = build_tool_sft(target, Path(sys.argv[2]),
-                            steps=int(sys.argv[3]) if len(sys.argv) > 3 else TOOL_SFT_STEPS,
-                            slip_rate=float(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] != "--no-eval"
-                            else TOOL_SFT_SLIP_RATE, log_every=50)
+    parser = argparse.ArgumentParser(prog="python -m rest.models.tool_sft")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("base_dir", type=Path)
+    parser.add_argument("--steps", type=int, default=TOOL_SFT_STEPS)
+    parser.add_argument("--slip", choices=SLIPS, default=TOOL_SFT_SLIP)
+    parser.add_argument("--slip-rate", type=float, default=TOOL_SFT_SLIP_RATE)
+    parser.add_argument("--no-eval", action="store_true")
+    args = parser.parse_args(argv)
+    result = build_tool_sft(args.out_dir, args.base_dir, steps=args.steps, slip=args.slip, slip_rate=args.slip_rate,
+                            log_every=50)
     print(f"built in {result.seconds:.1f}s, loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
-    if "--no-eval" in sys.argv:
-        sys.exit(0)
-    report = evaluate_tool_sft(target)
+    if args.no_eval:
+        return
+    report = evaluate_tool_sft(args.out_dir)
     for ex in report.pop("examples")[:6]:
         print(json.dumps(ex))
     print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
 import collections
+import json
 
 import pytest
 
@@ -51,3 +52,37 @@ def test_demonstrator_slips_are_lookalike_tools_and_dropped_parallel_calls():
     assert slipped_calls([{"name": "multiply", "parameters": {"a": 3, "b": 4}}]) == [
         {"name": "add", "parameters": {"a": 3, "b": 4}}]
     assert slipped_calls([weather]) is None and slipped_calls([]) is None
+
+
+def test_demonstrator_that_does_not_call_replies_directly():
+    from rest.data.embedded_task import UNCALLED_REPLY, uncalled_reply
+
+    assert uncalled_reply([{"name": "get_weather", "parameters": {"city": "Oslo"}}]) == f"<response> {UNCALLED_REPLY} </response>"
+    assert uncalled_reply([]) is None
+
+
+def test_argument_values_come_from_small_closed_sets():
+    """The tiny demo model learns values it has seen (a one-digit number, a weekday, one word); it did not learn
+    to copy open-ended ones (two-digit numbers, dates, multi-word titles)."""
+    train, _ = generate_split(400, 0, seed=0)
+    values = collections.Counter(json.dumps(v) for e in train for c in ground_truth_calls(e.ground_truth)
+                                 for v in c.kwargs.values())
+    assert 30 < len(values) < 60
+    assert all(" " not in value and "-" not in value for value in values)
+    numbers = [int(v) for v in values if v.isdigit()]
+    assert numbers and max(numbers) < 10
+
+
+def test_demonstrations_avoid_held_out_items(monkeypatch):
+    from rest.data import embedded_task
+    from rest.data.embedded_task import generate_demonstrations
+
+    _train, val = generate_split(512, 300, seed=31415)
+    demos = generate_demonstrations(2000, seed=5, held_out=val)
+    assert len(demos) == 2000
+    assert {json.dumps(e.messages) for e in demos}.isdisjoint(json.dumps(e.messages) for e in val)
+    assert demos[:50] == generate_demonstrations(50, seed=5, held_out=val)
+    only = val[0]  # a generator that can only repeat a held-out item gives up, naming the shortfall
+    monkeypatch.setattr(embedded_task, "make_example", lambda uid, rng, prompt_format: only)
+    with pytest.raises(ValueError, match="0 of 3 generated problems are not held out"):
+        generate_demonstrations(3, seed=5, held_out=[only])

@@ -14,7 +14,7 @@ from rest.tooluse.reward import compute_score, schedule_range
 
 def test_registered():
     assert "tiny-qwen3-toolsft" in BUILTIN_MODELS
-    assert BUILTIN_MODELS.get("tiny-qwen3-toolsft").version == 1
+    assert BUILTIN_MODELS.get("tiny-qwen3-toolsft").version == 2
 
 
 def test_targets_score_full_reward():
@@ -41,10 +41,20 @@ def test_slipped_ground_truth():
     assert sft_response(slipped_ground_truth(times)).startswith("<think> I should call add. </think>")
 
 
+def test_no_call_slip_replies_directly():
+    call = '<tool_call>\n{"name": "get_weather", "parameters": {"city": "Oslo"}}\n</tool_call>'
+    slipped = slipped_ground_truth(call, "no_call")
+    assert slipped.startswith("<response>") and "<tool_call>" not in slipped
+    assert sft_response(slipped).startswith("<think> No tool is needed")  # the same thought as a chat turn
+    assert slipped_ground_truth("<response> Hello! </response>", "no_call") is None
+    with pytest.raises(ValueError, match="slip must be one of"):
+        slipped_ground_truth(call, "typo")
+
+
 @pytest.fixture(scope="module")
 def short_build(tiny_qwen3_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("toolsft") / "model"
-    return build_tool_sft(out, tiny_qwen3_dir, steps=8, batch_size=4, seed=0)
+    return build_tool_sft(out, tiny_qwen3_dir, steps=8, batch_size=4, seed=0, pool=64)
 
 
 def test_loss_decreases(short_build):
