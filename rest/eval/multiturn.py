@@ -59,7 +59,8 @@ def evaluate_rollouts(tasks, env_name: str, rollouts: Rollouts, n: int = 8, k: i
     per_task = [success(s) for s in first]
     parts = {key for s in first for key in s.reward}
     out = {f"{prefix}/n": len(tasks), f"{prefix}/success": _mean(per_task),
-           **{f"{prefix}/{part}": _mean([s.reward.get(part, 0.0) for s in first]) for part in sorted(parts - {"success"})},
+           **{f"{prefix}/{part}": _mean([s.reward.get(part, 0.0) for s in first])
+              for part in sorted(parts - {"success"})},
            **{f"{prefix}/{key.split('/')[-1]}": v for key, v in rollout_metrics(first).items()}}
     if n > 0:
         many = run(n, False)

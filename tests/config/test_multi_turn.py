@@ -22,11 +22,13 @@ def test_the_recipe_loads_and_its_tasks_fit_the_prompt_budget():
     assert cfg.rollout.multi_turn.max_turns == 3 and cfg.rollout.multi_turn.stop_at_tool_call_close
     assert cfg.trainer.test_freq and cfg.trainer.val_before_train  # held-out success at step 0 and at the end
     train, val, stats = load_examples(cfg.data)
-    assert (len(train), len(val)) == (cfg.data.embedded_train_size, cfg.data.embedded_val_size) == (stats.train, stats.val)
+    sizes = (cfg.data.embedded_train_size, cfg.data.embedded_val_size)
+    assert (len(train), len(val)) == sizes == (stats.train, stats.val)
     assert not {t.uid for t in train} & {t.uid for t in val}
     train_set, val_set, _ = prompt_sets(cfg, load_tokenizer(resolve_model_path("qwen3-tokenizer")))
     assert isinstance(train_set, EnvTaskSet) and len(train_set) == len(train) and len(val_set) == len(val)
-    assert not train_set.dropped_overlong and max(len(p.prompt_ids) for p in train_set.items) <= cfg.data.max_prompt_length
+    assert not train_set.dropped_overlong
+    assert max(len(p.prompt_ids) for p in train_set.items) <= cfg.data.max_prompt_length
 
 
 def test_bad_multi_turn_settings_name_the_key():

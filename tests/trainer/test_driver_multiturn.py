@@ -89,8 +89,8 @@ def make_trainer(tokenizer, tasks, *overrides, actor=None, validator=False, tota
     groups.actor, groups.rollout = actor or FakeActor(), rollout
     val = None
     if validator:
-        val_set = EnvTaskSet(val_tasks, cfg.data.env_name, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
-        val = Validator(cfg, rollout, tokenizer, val_set)
+        val = Validator(cfg, rollout, tokenizer, EnvTaskSet(val_tasks, cfg.data.env_name, tokenizer,
+                                                            cfg.data.prompt_format, cfg.data.max_prompt_length))
     return Trainer(cfg, groups, tokenizer, train, val, total_steps), rollout
 
 
