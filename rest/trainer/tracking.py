@@ -59,7 +59,8 @@ class Tracker:
                 f.write(json.dumps({"step": step, **metrics}) + "\n")
         if "console" in self.loggers:
             shown = " | ".join(f"{k}={_fmt(metrics[k])}" for k in CONSOLE_KEYS if k in metrics)
-            for line in (f"step {step}: {shown}", summary_line(metrics, step), env_summary_line(metrics, step)):
+            step_line = f"step {step}: {shown}" if shown else None  # a validation-only row has its own line
+            for line in (step_line, summary_line(metrics, step), env_summary_line(metrics, step)):
                 if line:
                     tqdm.write(line, file=sys.stdout)  # above the progress bar, which is redrawn
             sys.stdout.flush()
