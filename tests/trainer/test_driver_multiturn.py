@@ -101,7 +101,7 @@ def step(trainer, at=1):
 
 # ---------------------------------------------------------------- the batch the actor trains on
 def test_one_step_trains_on_the_interleaved_ids_with_observations_off_the_loss(tokenizer, tasks):
-    trainer, rollout = make_trainer(tokenizer, tasks)
+    trainer, rollout = make_trainer(tokenizer, tasks, "algorithm=rest")  # region weights, pi_old recomputed
     metrics = step(trainer)
     [call] = rollout.calls
     # two tasks x n = 4 episodes, each task's 4 in a row, one seed each; the whole response budget per episode
