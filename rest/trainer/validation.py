@@ -99,7 +99,6 @@ class Validator:
             metrics.update(pass_at_k_metrics(sampled, ground_truths, val.pass_k, prompt_format))
         return metrics
 
-
     def _env(self, step: int) -> dict[str, float]:
         """data.source=env: the held-out tasks through the rollout workers' agent loop, greedy (and sampled for
         validation.pass_k), scored by the environment (`rest.eval.multiturn.evaluate_rollouts`: val/<env>/*)."""
