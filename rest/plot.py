@@ -38,9 +38,10 @@ PANELS = (
     Panel("training reward (step-scheduled ranges)", (Series("critic/reward_mean"),)),
     Panel("response length (tokens)", (Series("response_length/mean"),)),
     Panel("policy entropy (nats)", (Series("actor/entropy"),)),
-    Panel("held-out exact match (greedy)", (
+    Panel("held-out exact match / multi-turn success (greedy)", (
         Series("val/task/exact_match", "all"), Series("val/task/exact_match/no_call", "no call"),
-        Series("val/task/exact_match/one_call", "one call"), Series("val/task/exact_match/multi_call", "several calls")),
+        Series("val/task/exact_match/one_call", "one call"), Series("val/task/exact_match/multi_call", "several calls"),
+        Series("val/embedded_multiturn/success", "multi-turn success")),
         ylim=(-0.02, 1.02)),
     Panel("mean entropy per region (nats)",
           tuple(Series(f"rest/entropy/{r}", r, f"rest/share/{r}") for r in REGION_NAMES)),

@@ -113,6 +113,7 @@ class RolloutWorker:
         self.rank = rank
         self.context = engine_context(cfg)
         self.engine = ROLLOUT_BACKENDS.get(cfg.rollout.backend)(cfg, model_path)
+        self.model_path, self.template = model_path, None  # the agent loop's tokenizer, loaded when first used
 
     @register(Dispatch.DP_COMPUTE)
     def generate(self, prompts: list[list[int]], seeds: list[list[int]], max_tokens: int,
@@ -123,6 +124,27 @@ class RolloutWorker:
                                             greedy) if kept else [])
         return [next(answers) if ok else [Sample([], [], PROMPT_OVERFLOW) for _ in group_seeds]
                 for ok, group_seeds in zip(fits, seeds)]
+
+    @register(Dispatch.DP_COMPUTE)
+    def run_agent(self, tasks: list, seeds: list[int], max_tokens: int, greedy: bool = False) -> list:
+        """Multi-turn rollouts (rollout.multi_turn; `rest.workers.agent_loop`): one episode per task, each in its
+        own environment (data.env_name), this worker's engine generating every turn for all live episodes at
+        once. `max_tokens` bounds a whole response (model + observation tokens); `seeds`: one per episode.
+        -> one AgentSample per task (token ids, loss mask, rollout log-probs, counts, the environment's reward)."""
+        from rest.envs import make_env
+        from rest.workers.agent_loop import AgentLimits, run_agent_loop
+
+        data, multi = self.cfg.data, self.cfg.rollout.multi_turn
+        if self.template is None:  # the tokenizer and the template's cut pieces, once per worker
+            from rest.models.cache import load_tokenizer
+            from rest.workers.agent_loop import ChatTurnTemplate
+
+            self.template = ChatTurnTemplate(load_tokenizer(self.model_path))
+        envs = [make_env(data.env_name, data.prompt_format) for _ in tasks]
+        limits = AgentLimits(multi.max_turns, max_tokens, multi.max_obs_tokens)
+        generate = self.engine.agent_generate(self.template.tokenizer, greedy, multi.stop_at_tool_call_close)
+        return run_agent_loop(tasks, envs, self.template.tokenizer, generate, limits, seeds, data.prompt_format,
+                              self.template)
 
     @register(Dispatch.ONE_TO_ALL)
     def load_weights(self, exports: list) -> None:
@@ -230,6 +252,13 @@ class VLLMEngine:
             logprobs = [step[token].logprob for step, token in zip(completion.logprobs, completion.token_ids)]
             flat.append(Sample(list(completion.token_ids), logprobs, completion.finish_reason or "length"))
         return group_by_prompt(flat, seeds)
+
+    def agent_generate(self, tokenizer, greedy: bool, stop_at_call_close: bool):
+        """The agent loop's generate function over this engine's LLM (the same handle `generate` uses, whether
+        the engine core runs inline, in its own process or over TP workers), at the rollout's sampling settings."""
+        from rest.workers.agent_loop import VLLMGenerate
+
+        return VLLMGenerate(self.llm, tokenizer, self.temperature, self.top_p, self.top_k, stop_at_call_close, greedy)
 
     def load_weights(self, weights):
         """`weights`: (name, tensor) pairs. vLLM's layer-wise reload loads them into fresh tensors, re-runs each

@@ -8,12 +8,17 @@ from rest.data.rlla import BadRowError, LoadStats, load_rlla, toolrl_split, writ
 
 
 def load_examples(cfg: DataConfig):
-    """(train, val, stats) for the configured source; validates the config first."""
+    """(train, val, stats) for the configured source; validates the config first. data.source=env gives the
+    environment's tasks (`rest.envs.EnvTask`: its generator's, embedded_train_size / embedded_val_size of them, or
+    a task file's), which the multi-turn agent loop runs."""
     cfg.validate()
-    if cfg.source == "env":  # the trainer's driver integration of the agent loop is issue 12's phase 2
-        raise NotImplementedError("data.source=env: the trainer does not drive the multi-turn agent loop yet "
-                                  "(workers/agent_loop.py, rest.envs.load_env_tasks)")
-    if cfg.source == "embedded":
+    if cfg.source == "env":
+        from rest.envs import load_env_tasks
+
+        train, val = load_env_tasks(cfg.env_name, cfg.embedded_train_size, cfg.embedded_val_size, cfg.seed,
+                                    cfg.env_tasks_path)
+        stats = LoadStats(rows_read=len(train) + len(val), train=len(train), val=len(val))
+    elif cfg.source == "embedded":
         from rest.data.embedded_task import generate_split
 
         train, val = generate_split(cfg.embedded_train_size, cfg.embedded_val_size, cfg.seed, cfg.prompt_format)

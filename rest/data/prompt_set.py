@@ -35,10 +35,50 @@ class PromptSet:
         return self.items[index]
 
 
+@dataclass(frozen=True)
+class EnvPrompt:
+    """A multi-turn task (`rest.envs.EnvTask`) and its prompt as the agent loop renders it (for the length check:
+    the rollout worker renders it again in the sample's own environment)."""
+
+    uid: str
+    task: object
+    prompt_ids: list[int]
+
+
+class EnvTaskSet:
+    """The tasks of a multi-turn environment (data.source=env); those whose prompt is longer than
+    data.max_prompt_length are dropped and counted (reported), as in PromptSet."""
+
+    def __init__(self, tasks, env_name: str, tokenizer, prompt_format: str, max_prompt_length: int):
+        from rest.envs import make_env
+
+        self.env_name = env_name
+        self.items: list[EnvPrompt] = []
+        self.dropped_overlong: list[str] = []
+        env = make_env(env_name, prompt_format)
+        for task in tasks:
+            ids = encode_prompt(tokenizer, *env.reset(task), prompt_format)
+            if len(ids) > max_prompt_length:
+                self.dropped_overlong.append(task.uid)
+                continue
+            self.items.append(EnvPrompt(task.uid, task, ids))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> EnvPrompt:
+        return self.items[index]
+
+
 def prompt_sets(cfg, tokenizer):
-    """-> (train PromptSet, validation PromptSet, load stats): the config's data as the trainer samples it."""
+    """-> (train set, validation set, load stats): the config's data as the trainer samples it (PromptSets; for
+    data.source=env, EnvTaskSets)."""
     from rest.data import load_examples  # the package imports its modules, not this one: no cycle
 
-    train, val, stats = load_examples(cfg.data)
-    return tuple(PromptSet(examples, tokenizer, cfg.data.prompt_format, cfg.data.max_prompt_length)
+    data = cfg.data
+    train, val, stats = load_examples(data)
+    if data.source == "env":
+        return tuple(EnvTaskSet(tasks, data.env_name, tokenizer, data.prompt_format, data.max_prompt_length)
+                     for tasks in (train, val)) + (stats,)
+    return tuple(PromptSet(examples, tokenizer, data.prompt_format, data.max_prompt_length)
                  for examples in (train, val)) + (stats,)

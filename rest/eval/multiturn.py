@@ -2,10 +2,11 @@
 
 `evaluate_env` runs the validation tasks once greedily and `n` times sampled (`rest.workers.agent_loop`, the same
 token-in/token-out loop, limits and reward as training) and reports, under `val/<env>/`:
-`success` (greedy, the environment's `success` part), `reward` (greedy mean), `pass_at_1` (mean sampled success,
-at the sampling temperature) and `pass_at_<k>` (unbiased, Chen et al. 2021, from the n samples), with the
-rollout/* counts of the greedy pass. Any `GenerateFn` works (vLLM through `VLLMGenerate`, a scripted one in tests),
-so the driver's validation can call it with its own engine.
+`success` (greedy, the environment's `success` part), `reward` and every other reward part (greedy means),
+`pass_at_1` (mean sampled success, at the sampling temperature) and `pass_at_<k>` (unbiased, Chen et al. 2021,
+from the n samples), with the rollout/* counts of the greedy pass. Any `GenerateFn` works (vLLM through
+`VLLMGenerate`, a scripted one in tests). The trainer's validation (data.source=env) calls `evaluate_rollouts`,
+the same metrics over its rollout workers' agent loop (`RolloutWorker.run_agent`).
 
     python -m rest.eval.multiturn --model tiny-qwen3-agentsft --env embedded_multiturn --n-val 64 --k 8
 """
@@ -16,39 +17,72 @@ import argparse
 import json
 import os
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from rest.eval.task import pass_at_k
+
+
+# (tasks, seeds, greedy) -> one AgentSample per task: the agent loop run somewhere (here, or in rollout workers)
+Rollouts = Callable[[list, list, bool], list]
 
 
 def evaluate_env(tasks, env_name: str, tokenizer, greedy, sampled, limits, prompt_format: str = "toolrl",
                  n: int = 8, k: int = 8, seed: int = 0) -> dict[str, float]:
     """`greedy` / `sampled`: GenerateFns (temperature 0 / the sampling temperature); `sampled` may be None
-    (greedy metrics only). Success of a sample: its reward part `success` (else reward == 1)."""
+    (greedy metrics only). The agent loop runs in this process (`evaluate_rollouts` for the metrics)."""
     from rest.envs import make_env
-    from rest.workers.agent_loop import rollout_metrics, run_agent_loop
+    from rest.workers.agent_loop import run_agent_loop
 
-    def run(generate, copies: int) -> list:
-        batch = [t for t in tasks for _ in range(copies)]
+    def rollouts(batch, seeds, is_greedy):
         envs = [make_env(env_name, prompt_format) for _ in batch]
-        seeds = [seed * 1_000_003 + i for i in range(len(batch))]
-        return run_agent_loop(batch, envs, tokenizer, generate, limits, seeds, prompt_format)
+        return run_agent_loop(batch, envs, tokenizer, greedy if is_greedy else sampled, limits, seeds, prompt_format)
+
+    return evaluate_rollouts(tasks, env_name, rollouts, n if sampled is not None else 0, k, seed)[0]
+
+
+def evaluate_rollouts(tasks, env_name: str, rollouts: Rollouts, n: int = 8, k: int = 8, seed: int = 0
+                      ) -> tuple[dict[str, float], list[float]]:
+    """(metrics, each task's greedy success): the tasks once greedily and, with n > 0, n times sampled through
+    `rollouts` (the trainer's validation passes its rollout workers' agent loop). Success of a sample: its reward
+    part `success` (else reward == 1). Every reward part's greedy mean is reported (`val/<env>/<part>`)."""
+    from rest.workers.agent_loop import rollout_metrics
+
+    def run(copies: int, greedy: bool) -> list:
+        batch = [t for t in tasks for _ in range(copies)]
+        return rollouts(batch, [seed * 1_000_003 + i for i in range(len(batch))], greedy)
 
     def success(sample) -> float:
         return float(sample.reward.get("success", sample.reward["reward"] >= 1.0))
 
     prefix = f"val/{env_name}"
-    first = run(greedy, 1)
-    out = {f"{prefix}/success": _mean([success(s) for s in first]),
-           f"{prefix}/reward": _mean([s.reward["reward"] for s in first]),
+    first = run(1, True)
+    per_task = [success(s) for s in first]
+    parts = {key for s in first for key in s.reward}
+    out = {f"{prefix}/n": len(tasks), f"{prefix}/success": _mean(per_task),
+           **{f"{prefix}/{part}": _mean([s.reward.get(part, 0.0) for s in first])
+              for part in sorted(parts - {"success"})},
            **{f"{prefix}/{key.split('/')[-1]}": v for key, v in rollout_metrics(first).items()}}
-    if sampled is not None and n > 0:
-        many = run(sampled, n)
+    if n > 0:
+        many = run(n, False)
         correct = [sum(success(s) for s in many[i * n:(i + 1) * n]) for i in range(len(tasks))]
         out[f"{prefix}/pass_at_1"] = _mean([c / n for c in correct])
         out[f"{prefix}/pass_at_{k}"] = _mean([pass_at_k(n, int(c), k) for c in correct])
         out[f"{prefix}/sampled_reward"] = _mean([s.reward["reward"] for s in many])
-    return out
+    return out, per_task
+
+
+def summary_line(metrics: dict[str, float], step: Optional[int] = None) -> Optional[str]:
+    """The console line of a multi-turn validation: `val step 20: embedded_multiturn n=64 success 0.156 | reward
+    0.41 | ... | turns_mean 2.1`; None when `metrics` has none."""
+    keys = [key for key in metrics if key.startswith("val/") and key.endswith("/success") and key.count("/") == 2
+            and not key.startswith("val/task/")]
+    if not keys:
+        return None
+    prefix = keys[0].rsplit("/", 1)[0]
+    shown = [f"{key[len(prefix) + 1:]} {value:.3f}" for key, value in metrics.items()
+             if key.startswith(prefix + "/") and key != f"{prefix}/n"]
+    head = "held-out" if step is None else f"val step {step}"
+    return f"{head}: {prefix[4:]} n={int(metrics.get(f'{prefix}/n', 0))} " + " | ".join(shown)
 
 
 def _mean(values) -> float:

@@ -14,7 +14,7 @@ from tensordict import TensorDict
 from tqdm import tqdm
 
 from rest.config.schema import RestConfig
-from rest.data.prompt_set import PromptSet
+from rest.data.prompt_set import EnvTaskSet, PromptSet
 from rest.trainer import checkpoint as ckpt
 from rest.trainer import phases
 from rest.trainer.batch import compact, concat_batches
@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class Trainer:
-    def __init__(self, cfg: RestConfig, groups: WorkerGroups, tokenizer, train: PromptSet, validator: Validator,
-                 total_steps: int):
+    def __init__(self, cfg: RestConfig, groups: WorkerGroups, tokenizer, train: PromptSet | EnvTaskSet,
+                 validator: Validator, total_steps: int):
         self.cfg, self.groups, self.tokenizer, self.train = cfg, groups, tokenizer, train
         self.validator, self.total_steps = validator, total_steps
         self.sampler = PromptSampler(len(train), cfg.data.train_batch_size, cfg.trainer.seed, cfg.data.shuffle)
@@ -209,35 +209,45 @@ class Trainer:
 
     # ------------------------------------------------------------------ phases
     def _rollout_and_score(self, progress: float, timer: PhaseTimer) -> tuple[TensorDict, dict[str, float]]:
-        """Sample n responses per prompt and score them. With DAPO's dynamic sampling, groups whose rewards
-        are all equal (zero advantage) are dropped and more prompts drawn, at most max_tries batches; if the
-        batch is still short, dropped groups fill it (they add no gradient) and the shortfall is logged."""
+        """Sample n responses per prompt (multi-turn: n episodes per task, run by the agent loop) and score them.
+        With DAPO's dynamic sampling, groups whose rewards are all equal (zero advantage) are dropped and more
+        prompts drawn, at most max_tries batches; if the batch is still short, dropped groups fill it (they add no
+        gradient) and the shortfall is logged."""
         cfg = self.cfg
         size, dynamic = cfg.data.train_batch_size * cfg.rollout.n, cfg.algorithm.dynamic_sampling  # rows
+        multi_turn = cfg.rollout.multi_turn.enable
         kept: list[TensorDict] = []
         dropped: list[TensorDict] = []
+        episodes: list = []  # multi-turn: every AgentSample drawn this step, for the rollout/* metrics
         tries = 0
         while True:
             with timer.phase("gen"):
                 prompts = [self.train[i] for i in self.sampler.next_indices()]
                 seeds = [[sample_seed(cfg.trainer.seed, self.step * 100 + tries, p, k) for k in range(cfg.rollout.n)]
                          for p in range(len(prompts))]
-                batch = phases.generate(self.groups.rollout, prompts, seeds, cfg.data.max_response_length,
-                                        self.pad_id)
+                if multi_turn:  # the agent loop: tools run inside the rollout (rest.workers.agent_loop)
+                    batch, samples = phases.generate_episodes(self.groups.rollout, prompts, seeds,
+                                                              cfg.data.max_response_length, self.pad_id)
+                    episodes += samples
+                else:
+                    batch = phases.generate(self.groups.rollout, prompts, seeds, cfg.data.max_response_length,
+                                            self.pad_id)
             with timer.phase("reward"):
-                batch = phases.score(batch, self.reward_fn, self.tokenizer, self.step, progress, cfg)
+                batch = phases.score_episodes(batch, samples, self.step, cfg) if multi_turn else \
+                    phases.score(batch, self.reward_fn, self.tokenizer, self.step, progress, cfg)
                 self.nonfinite_rewards += int(batch["reward_nonfinite"].sum())
             tries += 1
             if not dynamic.enable:
-                return batch, {}
+                return batch, phases.episode_metrics(batch, episodes) if multi_turn else {}
             varied = phases.varied_groups(batch)
             kept.append(batch[varied])
             dropped.append(batch[~varied])
             if sum(b.batch_size[0] for b in kept) >= size or tries >= dynamic.max_tries:
                 break
         filled = max(0, size - sum(b.batch_size[0] for b in kept)) // cfg.rollout.n
-        batch = concat_batches(kept + dropped, self.pad_id)[:size]
-        return compact(batch, self.pad_id), {"dapo/tries": tries, "dapo/filled_groups": filled}
+        batch = compact(concat_batches(kept + dropped, self.pad_id)[:size], self.pad_id)
+        return batch, {"dapo/tries": tries, "dapo/filled_groups": filled,
+                       **(phases.episode_metrics(batch, episodes) if multi_turn else {})}
 
     def sync_weights(self) -> int | None:
         """The actor's weights into every rollout engine (rollout.weight_sync); the bytes of one copy if known."""

@@ -1,7 +1,10 @@
 """The phases of one training step, each a function of the batch (`rest.trainer.batch`), testable without Ray.
 
     generate           prompts -> batch          rollout worker group: responses and their log-probs
+    generate_episodes  tasks -> batch, samples   the same for multi-turn tasks (rollout.multi_turn: the agent
+                                                 loop; observation tokens in the response with loss mask 0)
     score              batch -> batch            rewards (the reward's parts), DAPO's overlong penalty
+    score_episodes     batch -> batch            the same from the environments' reward parts
     keep_varied_groups batch -> batch            DAPO's dynamic sampling: groups whose rewards differ
     label_regions      batch -> batch            region labels of every response token
     balance_rows       batch -> batch            rows reordered for equal token loads per actor rank
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -26,8 +30,8 @@ from rest.algo import objective
 from rest.algo.config import AlgorithmConfig
 from rest.algo.rollout_correction import compute_rollout_correction
 from rest.config.schema import RestConfig
-from rest.data.prompt_set import Prompt
-from rest.tooluse.regions import label_response
+from rest.data.prompt_set import EnvPrompt, Prompt
+from rest.tooluse.regions import label_agent_response
 from rest.trainer.batch import build_batch, pad_rows
 from rest.workers.packing import balance_over_ranks
 
@@ -64,6 +68,23 @@ def generate(rollout, prompts: list[Prompt], seeds: list[list[int]], max_tokens:
     return batch
 
 
+def generate_episodes(rollout, items: list[EnvPrompt], seeds: list[list[int]], max_tokens: int, pad_id: int
+                      ) -> tuple[TensorDict, list]:
+    """Multi-turn: n episodes per task from the rollout group's agent loop (`RolloutWorker.run_agent`, one seed
+    per episode) -> (the batch, the AgentSamples in row order). A row's response is the episode's interleaved ids
+    exactly as generated and appended (never re-encoded); `response_mask` is 1 on the model's tokens (which carry
+    the rollout log-probs) and 0 on observation and template tokens; `truncated`: the episode ran out of tokens."""
+    rows = [(item, group, seed) for group, (item, item_seeds) in enumerate(zip(items, seeds)) for seed in item_seeds]
+    samples = rollout.run_agent([item.task for item, _, _ in rows], [seed for _, _, seed in rows], max_tokens)
+    batch = build_batch([s.prompt_ids for s in samples], [s.response_ids for s in samples],
+                        [s.rollout_logprobs for s in samples], pad_id, [s.response_mask for s in samples])
+    batch["group_id"] = torch.tensor([group for _, group, _ in rows], dtype=torch.long)
+    batch["truncated"] = torch.tensor([s.finish in ("length", "budget") for s in samples])
+    batch["uid"] = [item.uid for item, _, _ in rows]
+    batch["ground_truth"] = [json.dumps(item.task.gold) for item, _, _ in rows]  # the gold calls, for reading
+    return batch, samples
+
+
 def response_token_ids(batch: TensorDict) -> list[list[int]]:
     """Each row's response tokens (the sequence's, observations included), without padding."""
     prompt_width = batch["input_ids"].shape[1] - batch["responses"].shape[1]
@@ -78,8 +99,26 @@ def score(batch: TensorDict, reward_fn, tokenizer, step: int, progress: float, c
     responses = response_token_ids(batch)
     parts = [dict(reward_fn(tokenizer.decode(ids, skip_special_tokens=True), truth, step, progress))
              for ids, truth in zip(responses, batch["ground_truth"])]
-    penalties = objective.overlong_penalty(torch.tensor([len(ids) for ids in responses]),
-                                           cfg.data.max_response_length, cfg.algorithm)
+    return _add_rewards(batch, parts, torch.tensor([len(ids) for ids in responses]), step, cfg)
+
+
+def score_episodes(batch: TensorDict, samples: list, step: int, cfg: RestConfig) -> TensorDict:
+    """rewards of multi-turn episodes: the environment's parts (`Environment.score`, computed in the rollout
+    worker where the episode's state lives) as the batch's: total = "reward", correctness = "success" (else the
+    reward), format = "format" (0 for an environment without one), the other parts under their own names; DAPO's
+    overlong punishment on the policy's own tokens only (observations do not count toward a length penalty)."""
+    parts = []
+    for sample in samples:
+        reward = dict(sample.reward)
+        total = reward.pop("reward")
+        parts.append({"total": total, "format": reward.pop("format", 0.0),
+                      "correctness": reward.get("success", total), **reward})
+    return _add_rewards(batch, parts, batch["response_mask"].sum(-1), step, cfg)
+
+
+def _add_rewards(batch: TensorDict, parts: list[dict], lengths: torch.Tensor, step: int, cfg: RestConfig
+                 ) -> TensorDict:
+    penalties = objective.overlong_penalty(lengths, cfg.data.max_response_length, cfg.algorithm)
     nonfinite = []
     for row, (part, penalty) in enumerate(zip(parts, penalties.tolist())):
         part["total"] += penalty
@@ -114,9 +153,12 @@ def varied_groups(batch: TensorDict) -> torch.Tensor:
 
 
 def label_regions(batch: TensorDict, tokenizer) -> TensorDict:
-    """regions [B, R]: the `Region` label of every response token (0 on padding)."""
+    """regions [B, R]: the `Region` label of every response token (0 on padding). Each run of policy tokens
+    (loss mask 1: the whole response in single-turn, one model turn in multi-turn) is labelled on its own;
+    observation and template tokens get OTHER (`label_agent_response`)."""
     batch = batch.clone(recurse=False)
-    labels = [label_response(ids, tokenizer) for ids in response_token_ids(batch)]
+    labels = [label_agent_response(ids, mask[: len(ids)].tolist(), tokenizer)
+              for ids, mask in zip(response_token_ids(batch), batch["response_mask"])]
     batch["regions"] = pad_rows(labels, batch["responses"].shape[1])
     return batch
 
@@ -176,6 +218,17 @@ def weight_tokens(batch: TensorDict, progress: float, step: int, algo: Algorithm
     batch = batch.clone(recurse=False)
     batch["token_weights"] = weights
     return batch, metrics
+
+
+def episode_metrics(batch: TensorDict, samples: list) -> dict[str, float]:
+    """Multi-turn: the agent loop's rollout/* counts over every episode drawn (`rollout_metrics`) and the mean of
+    each environment reward part beyond the batch's three (critic/env/<part>_mean, e.g. success, calls)."""
+    from rest.workers.agent_loop import rollout_metrics
+
+    rewards = batch["rewards"]
+    extra = {f"critic/env/{key}_mean": float(rewards[key].double().mean()) for key in rewards.keys()
+             if key not in ("total", "format", "correctness")}
+    return {**rollout_metrics(samples), **extra}
 
 
 def data_metrics(batch: TensorDict, loss_mask: torch.Tensor) -> dict[str, float]:

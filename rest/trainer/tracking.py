@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
+from rest.eval.multiturn import summary_line as env_summary_line
 from rest.eval.task import paired_bootstrap_ci, summary_line
 from rest.plot import plot_runs
 from rest.trainer.validation import ITEM_SCORES_FILE
 
 CONSOLE_KEYS = (
     "critic/reward_mean", "response_length/mean", "actor/entropy", "actor/pg_loss", "actor/grad_norm",
-    "rollout/logprob_diff_max", "val/task/exact_match", "timing_s/step", "perf/tokens_per_s",
+    "rollout/logprob_diff_max", "rollout/turns_mean", "val/task/exact_match", "timing_s/step", "perf/tokens_per_s",
 )
 
 
@@ -57,7 +59,8 @@ class Tracker:
                 f.write(json.dumps({"step": step, **metrics}) + "\n")
         if "console" in self.loggers:
             shown = " | ".join(f"{k}={_fmt(metrics[k])}" for k in CONSOLE_KEYS if k in metrics)
-            for line in (f"step {step}: {shown}", summary_line(metrics, step)):
+            step_line = f"step {step}: {shown}" if shown else None  # a validation-only row has its own line
+            for line in (step_line, summary_line(metrics, step), env_summary_line(metrics, step)):
                 if line:
                     tqdm.write(line, file=sys.stdout)  # above the progress bar, which is redrawn
             sys.stdout.flush()
@@ -72,9 +75,10 @@ class Tracker:
     def finish(self) -> Path | None:
         history = self.history()
         if "console" in self.loggers:
-            line = exact_match_change(history, self.run_dir / ITEM_SCORES_FILE)
-            if line:
-                print(line, flush=True)
+            for key in held_out_keys(history):
+                line = held_out_change(history, self.run_dir / ITEM_SCORES_FILE, key)
+                if line:
+                    print(line, flush=True)
         plot = plot_runs({"": history}, self.run_dir / "curves.png")
         if self.wandb is not None:
             self.wandb.finish()
@@ -85,25 +89,36 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def exact_match_change(history: list[dict], item_scores: Path | None = None,
-                       key: str = "val/task/exact_match") -> str | None:
-    """`held-out exact_match: step 0 0.312 -> step 30 0.455 (n=256); gain +0.143, 95% CI [+0.105, +0.180]`:
-    the first and last validation, and (when the per-item scores were recorded) the paired bootstrap interval
-    of the gain over the same items."""
+TASK_KEY = "val/task/exact_match"
+ENV_SUCCESS = re.compile(r"^val/[^/]+/success$")  # a multi-turn environment's greedy success (rest.eval.multiturn)
+
+
+def held_out_keys(history: list[dict]) -> list[str]:
+    """The held-out metrics whose change the run ends with: the task's exact match, each environment's success."""
+    keys = {key for row in history for key in row if key == TASK_KEY or ENV_SUCCESS.match(key)}
+    return sorted(keys, key=lambda key: (key != TASK_KEY, key))
+
+
+def held_out_change(history: list[dict], item_scores: Path | None = None, key: str = TASK_KEY) -> str | None:
+    """`held-out exact_match: step 0 0.312 -> step 30 0.455 (n=256); gain +0.143, 95% CI [+0.105, +0.180]`
+    (`held-out embedded_multiturn/success: ...` for an environment): the first and last validation, and (when
+    the per-item scores were recorded) the paired bootstrap interval of the gain over the same items."""
     rows = [row for row in history if key in row]
     if not rows:
         return None
     first, last = rows[0], rows[-1]
-    n = first.get("val/task/n")
+    prefix, metric = key.rsplit("/", 1)
+    n = first.get(f"{prefix}/n")
     size = f" (n={int(n)})" if n is not None else ""
     change = f"step {first['step']} {first[key]:.3f}"
     if last is not first:
         change += f" -> step {last['step']} {last[key]:.3f}"
-    line = f"held-out exact_match: {change}{size}"
+    name = metric if key == TASK_KEY else key[len("val/"):]
+    line = f"held-out {name}: {change}{size}"
     by_step = _item_scores(item_scores) if last is not first else {}
     before, after = by_step.get(first["step"]), by_step.get(last["step"])
-    if before and after and before["uid"] == after["uid"]:
-        gain, low, high = paired_bootstrap_ci(before["exact_match"], after["exact_match"])
+    if before and after and before["uid"] == after["uid"] and metric in before and metric in after:
+        gain, low, high = paired_bootstrap_ci(before[metric], after[metric])
         line += f"; gain {gain:+.3f}, 95% paired bootstrap CI [{low:+.3f}, {high:+.3f}]"
     return line
 

@@ -2,8 +2,10 @@
 
 `task` scores the held-out split of the training data with fixed-meaning metrics (`rest.eval.task`: exact
 match, format, names, split by item kind; the same numbers `python -m rest.eval task` gives for a checkpoint)
-on greedy answers, and optionally pass@k on sampled ones; `apibank` and `bfcl` run the evaluation harness
-(`rest.eval`) through the same rollout workers. Every validation is timed as `timing_s/validation`.
+on greedy answers, and optionally pass@k on sampled ones; with data.source=env, `task` runs the held-out
+tasks through the rollout workers' agent loop instead (`rest.eval.multiturn`: val/<env>/success and the reward's
+parts, greedy). `apibank` and `bfcl` run the evaluation harness (`rest.eval`) through the same rollout workers.
+Every validation is timed as `timing_s/validation`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class Validator:
         self.cfg, self.rollout, self.tokenizer = cfg, rollout_group, tokenizer
         self.items = val.items[: cfg.validation.task_limit]
         self.max_tokens = cfg.validation.max_response_length or cfg.data.max_response_length
+        self.env_name = cfg.data.env_name if cfg.data.source == "env" else None  # tasks run by the agent loop
         if cfg.trainer.test_freq and "task" in cfg.validation.benchmarks:
-            print(describe_split(self.items), flush=True)
+            print(describe_env_split(self.items, self.env_name) if self.env_name else describe_split(self.items),
+                  flush=True)
 
     def _text(self, sample) -> str:
         return self.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
@@ -59,7 +63,7 @@ class Validator:
         with timer.phase("validation"):
             for benchmark in self.cfg.validation.benchmarks:
                 if benchmark == "task":
-                    metrics.update(self._task(timer, step))
+                    metrics.update(self._env(step) if self.env_name else self._task(timer, step))
                 else:
                     from rest.eval import run_validation
 
@@ -81,7 +85,8 @@ class Validator:
             samples = self._greedy(prompt_ids)
         texts = [self._text(s) for s in samples]
         scores = [score_item(text, gt, prompt_format) for text, gt in zip(texts, ground_truths)]
-        record_item_scores(self.cfg.trainer.run_dir, step, [p.uid for p in self.items], scores)
+        record_item_scores(self.cfg.trainer.run_dir, step, [p.uid for p in self.items],
+                           [int(s.exact_match) for s in scores])
         metrics = aggregate(scores)
         metrics["val/task/response_length/mean"] = sum(len(s.token_ids) for s in samples) / len(samples)
         metrics["val/task/truncated"] = sum(s.finish_reason == "length" for s in samples) / len(samples)
@@ -94,20 +99,49 @@ class Validator:
             metrics.update(pass_at_k_metrics(sampled, ground_truths, val.pass_k, prompt_format))
         return metrics
 
+    def _env(self, step: int) -> dict[str, float]:
+        """data.source=env: the held-out tasks through the rollout workers' agent loop, greedy (and sampled for
+        validation.pass_k), scored by the environment (`rest.eval.multiturn.evaluate_rollouts`: val/<env>/*)."""
+        from rest.eval.multiturn import evaluate_rollouts
+
+        if not self.items:
+            return {}
+        val = self.cfg.validation
+
+        def rollouts(tasks, seeds, greedy):
+            return self.rollout.run_agent(tasks, seeds, self.max_tokens, greedy)
+
+        metrics, success = evaluate_rollouts([p.task for p in self.items], self.env_name, rollouts,
+                                             val.pass_n if val.pass_k else 0, val.pass_k, self.cfg.trainer.seed)
+        record_item_scores(self.cfg.trainer.run_dir, step, [p.uid for p in self.items], success, "success")
+        return metrics
+
 
 ITEM_SCORES_FILE = "val_items.jsonl"
 
 
-def record_item_scores(run_dir: str | None, step: int, uids: list[str], scores) -> None:
-    """One line per validation with each held-out item's greedy exact match, so the change between two
-    validations can get a paired confidence interval (rest.trainer.tracking.exact_match_change). No run
-    folder (a validator used on its own): nothing to write."""
+def record_item_scores(run_dir: str | None, step: int, uids: list[str], values: list, metric: str = "exact_match"
+                       ) -> None:
+    """One line per validation with each held-out item's greedy score under `metric` (exact_match of the task;
+    success of a multi-turn task), so the change between two validations can get a paired confidence interval
+    (rest.trainer.tracking.held_out_change). No run folder (a validator used on its own): nothing to write."""
     if run_dir is None:
         return
     path = Path(run_dir) / ITEM_SCORES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
-        f.write(json.dumps({"step": step, "uid": uids, "exact_match": [int(s.exact_match) for s in scores]}) + "\n")
+        f.write(json.dumps({"step": step, "uid": uids, metric: list(values)}) + "\n")
+
+
+def describe_env_split(items, env_name: str) -> str:
+    """One line on a multi-turn held-out split: its size, task kinds, and how precise a success rate on it is."""
+    kinds = Counter(p.task.info.get("kind", "task") for p in items)
+    n = len(items)
+    line = (f"validation: {n} held-out {env_name} tasks ("
+            + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())) + ")")
+    if n:
+        line += f"; a success rate on them has a standard error <= {0.5 / math.sqrt(n):.3f}"
+    return line
 
 
 def describe_split(items) -> str:

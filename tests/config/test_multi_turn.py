@@ -13,12 +13,22 @@ def error_of(overrides: list[str]) -> str:
     return str(error.value)
 
 
-def test_the_draft_recipe_loads():
+def test_the_recipe_loads_and_its_tasks_fit_the_prompt_budget():
+    from rest.data.prompt_set import EnvTaskSet, prompt_sets
+    from rest.models.cache import load_tokenizer, resolve_model_path
+
     cfg = load_config(["+recipe=multiturn_cpu"])
     assert (cfg.data.source, cfg.data.env_name, cfg.rollout.multi_turn.enable) == ("env", "embedded_multiturn", True)
     assert cfg.rollout.multi_turn.max_turns == 3 and cfg.rollout.multi_turn.stop_at_tool_call_close
-    with pytest.raises(NotImplementedError, match="multi-turn agent loop"):
-        load_examples(cfg.data)  # until the driver runs the agent loop (phase 2)
+    assert cfg.trainer.test_freq and cfg.trainer.val_before_train  # held-out success at step 0 and at the end
+    train, val, stats = load_examples(cfg.data)
+    sizes = (cfg.data.embedded_train_size, cfg.data.embedded_val_size)
+    assert (len(train), len(val)) == sizes == (stats.train, stats.val)
+    assert not {t.uid for t in train} & {t.uid for t in val}
+    train_set, val_set, _ = prompt_sets(cfg, load_tokenizer(resolve_model_path("qwen3-tokenizer")))
+    assert isinstance(train_set, EnvTaskSet) and len(train_set) == len(train) and len(val_set) == len(val)
+    assert not train_set.dropped_overlong
+    assert max(len(p.prompt_ids) for p in train_set.items) <= cfg.data.max_prompt_length
 
 
 def test_bad_multi_turn_settings_name_the_key():

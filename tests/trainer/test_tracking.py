@@ -1,6 +1,6 @@
 """The tracker: JSONL lines, the console lines people read, and the curves at the end."""
 
-from rest.trainer.tracking import Tracker, exact_match_change
+from rest.trainer.tracking import Tracker, held_out_change
 
 VAL = {"val/task/n": 4, "val/task/exact_match": 0.5, "val/task/format_ok": 0.75, "val/task/name_match": 0.75,
        "val/task/reward_unscheduled": 1.25, "val/task/n/no_call": 2, "val/task/exact_match/no_call": 1.0,
@@ -23,9 +23,9 @@ def test_validation_steps_print_the_split_and_the_run_ends_with_before_and_after
     assert plot == tmp_path / "curves.png" and plot.stat().st_size > 10_000
 
 
-def test_exact_match_change_needs_a_validation():
-    assert exact_match_change([{"step": 1, "critic/reward_mean": 0.1}]) is None
-    assert exact_match_change([{"step": 3, "val/task/exact_match": 0.25}]) == "held-out exact_match: step 3 0.250"
+def test_held_out_change_needs_a_validation():
+    assert held_out_change([{"step": 1, "critic/reward_mean": 0.1}]) is None
+    assert held_out_change([{"step": 3, "val/task/exact_match": 0.25}]) == "held-out exact_match: step 3 0.250"
 
 
 def test_resume_drops_lines_after_the_checkpoint(tmp_path):
@@ -37,18 +37,14 @@ def test_resume_drops_lines_after_the_checkpoint(tmp_path):
 
 
 def test_the_final_line_gives_the_paired_interval_of_the_gain(tmp_path, capsys):
-    from rest.eval.task import ItemScore
     from rest.trainer.validation import record_item_scores
-
-    def scores(hits):
-        return [ItemScore("one_call", bool(h), True, True, False, 0.0) for h in hits]
 
     uids = [f"u{i}" for i in range(100)]
     tracker = Tracker(["console", "jsonl"], str(tmp_path), "p", "e", {})
     tracker.log({**VAL, "val/task/n": 100, "val/task/exact_match": 0.2}, step=0)
-    record_item_scores(str(tmp_path), 0, uids, scores([1] * 20 + [0] * 80))
+    record_item_scores(str(tmp_path), 0, uids, [1] * 20 + [0] * 80)
     tracker.log({**VAL, "val/task/n": 100, "val/task/exact_match": 0.6}, step=5)
-    record_item_scores(str(tmp_path), 5, uids, scores([1] * 60 + [0] * 40))  # 40 items gained, none lost
+    record_item_scores(str(tmp_path), 5, uids, [1] * 60 + [0] * 40)  # 40 items gained, none lost
     tracker.finish()
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("held-out exact_match: step 0 0.200 -> step 5 0.600 (n=100); gain +0.400, 95% paired")
