@@ -62,8 +62,11 @@ def test_run_logs_every_step_with_a_tight_weight_sync(uninterrupted):
     assert "val step 0: n=4 exact_match" in proc.stdout and "held-out exact_match: step 0" in proc.stdout
     assert (run_dir / "curves.png").stat().st_size > 0
     assert (run_dir / "hf" / "model.safetensors").exists() and (run_dir / "hf" / "tokenizer.json").exists()
-    # the policy moved: the sync check held although weights changed after every step
-    assert rows[-1]["actor/grad_norm"] > 0
+    # the policy moved, and the later steps' sync check held on the changed weights. Not every step has a
+    # gradient: with 4 prompts x 4 samples from the demo start (which calls tools in ~40% of its samples), a step
+    # whose groups all score alike has zero advantages.
+    print("grad norms", [row["actor/grad_norm"] for row in rows])
+    assert any(row["actor/grad_norm"] > 0 for row in rows[:-1])
 
 
 def test_kill_and_resume_matches_uninterrupted_run(uninterrupted, tmp_path):
