@@ -18,6 +18,7 @@ from rest.workers.collective_sync import (
     tensor_manifest,
 )
 from rest.workers.weight_sync import distinct_tensors
+from tests.workers.test_rollout_tp import hf_greedy
 
 
 def test_buckets_are_aligned_filled_in_order_and_an_oversized_tensor_travels_alone():
@@ -110,15 +111,6 @@ def test_collective_with_colocated_gpus_is_rejected_naming_the_fields():
 PROMPTS = [[9707, 11, 1879, 0], [151644, 872, 198, 3838, 374], [40, 1079, 264, 5392], [785, 3974, 13876, 38835]]
 
 
-def hf_greedy(model, prompts, max_tokens=12):
-    out = []
-    for prompt in prompts:
-        ids = model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=None,
-                             attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=0)
-        out.append(ids[0, len(prompt):].tolist())
-    return out
-
-
 def prefix_equal(got, expected):
     """vLLM may stop early (EOS); up to there it must be transformers' greedy output."""
     return got == [e[: len(g)] for g, e in zip(got, expected)] and all(got)
@@ -184,25 +176,9 @@ def test_collective_sync_makes_the_engine_follow_the_actor(collective_stack, tmp
 def test_tp2_engine_workers_each_receive_the_broadcast(tmp_path):
     """A TP 2 engine (two vLLM worker processes, group ranks 1 and 2) built in this process; the sender is a
     thread of this process holding transformers' perturbed weights. No Ray, no FSDP."""
-    from transformers import AutoModelForCausalLM
+    from tests.workers.test_rollout_tp import tp2_worker_and_moved_model
 
-    from rest.models.cache import resolve_model_path
-    from rest.workers.rollout import RolloutWorker
-
-    cfg = load_config(["+recipe=tiny_cpu", "rollout.tensor_parallel_size=2", "rollout.weight_sync=collective",
-                       f"rollout.weight_sync_dir={tmp_path}"])
-    path = str(resolve_model_path(cfg.model.path))
-    worker = RolloutWorker(cfg, path, rank=0)
-
-    def greedy():
-        return [g[0].token_ids for g in worker.generate(PROMPTS, [[0]] * len(PROMPTS), 12, greedy=True)]
-
-    before = greedy()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    torch.manual_seed(0)
-    with torch.no_grad():  # every parameter moves, the tied embedding / LM head included
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.05)
+    worker, greedy, before, model = tp2_worker_and_moved_model(tmp_path, PROMPTS, "rollout.weight_sync=collective")
     entries = distinct_tensors(model.state_dict(), aliases={"lm_head.weight": "model.embed_tokens.weight"})
     manifest = tensor_manifest(entries, torch.float32)
     bucket = 4 << 20  # several buckets for the 80 MB model

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 PROMPTS = [[9707, 11, 1879, 0], [151644, 872, 198, 3838, 374], [40, 1079, 264, 5392]]
 
 
-def hf_greedy(model, prompts, max_tokens):
+def hf_greedy(model, prompts, max_tokens=12):
     out = []
     for prompt in prompts:
         ids = model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=None,
@@ -24,22 +24,31 @@ def hf_greedy(model, prompts, max_tokens):
     return out
 
 
-def test_tp2_engine_follows_a_weight_sync(tmp_path):
+def tp2_worker_and_moved_model(tmp_path, prompts, *overrides):
+    """A TP 2 rollout worker of tiny_cpu's model, built in this process; `greedy()`: its greedy ids on `prompts`
+    (12 tokens); those ids before any sync; and a transformers copy of the model in which every parameter moved
+    (seeded), the tied embedding / LM head included: the weights a test syncs into the worker."""
     from transformers import AutoModelForCausalLM
 
-    cfg = load_config(["+recipe=tiny_cpu", "rollout.tensor_parallel_size=2", f"rollout.weight_sync_dir={tmp_path}"])
+    cfg = load_config(["+recipe=tiny_cpu", "rollout.tensor_parallel_size=2", f"rollout.weight_sync_dir={tmp_path}",
+                       *overrides])
     path = str(resolve_model_path(cfg.model.path))
     worker = RolloutWorker(cfg, path, rank=0)
 
     def greedy():
-        return [g[0].token_ids for g in worker.generate(PROMPTS, [[0]] * len(PROMPTS), 12, greedy=True)]
+        return [g[0].token_ids for g in worker.generate(prompts, [[0]] * len(prompts), 12, greedy=True)]
 
     before = greedy()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     torch.manual_seed(0)
-    with torch.no_grad():  # new weights: every parameter moved, the tied embedding / LM head included
+    with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn_like(param) * 0.05)
+    return worker, greedy, before, model
+
+
+def test_tp2_engine_follows_a_weight_sync(tmp_path):
+    worker, greedy, before, model = tp2_worker_and_moved_model(tmp_path, PROMPTS)
     worker.load_weights([export_state(model.state_dict(), rank=0, world_size=1, dtype=torch.float32)])
     after = greedy()
     expected = hf_greedy(model, PROMPTS, 12)
