@@ -2,7 +2,9 @@
 
 Why this shape: the CPU demo must show learning within minutes on a tiny model, so prompts are short (a
 compact ToolRL-style system prompt with three tools, well under 200 Qwen3 tokens), answers are short, the
-arguments are copied from the request (learnable), and the format score is reachable before correctness.
+arguments are copied from the request and come from small closed sets (one-digit numbers, weekdays, one-word
+titles and topics: the 2-layer demo model did not learn open-ended ones such as dates or two-digit numbers),
+and the format score is reachable before correctness.
 The mix: one call (most), two calls (parallel), and no tool at all (a plain `<response>`).
 """
 

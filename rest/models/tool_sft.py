@@ -75,7 +75,7 @@ def sft_response(ground_truth: str) -> str:
 SLIPS = ("no_call", "lookalike")
 
 
-def slipped_ground_truth(ground_truth: str, slip: str = "lookalike") -> str | None:
+def slipped_ground_truth(ground_truth: str, slip: str) -> str | None:
     """The demonstrator's `slip` on `ground_truth` (rest.data.embedded_task), None where it has none.
 
     "no_call": a direct reply where calls are needed (`uncalled_reply`); "lookalike": `slipped_calls`."""
@@ -241,17 +241,18 @@ def build_tool_sft(
     pool: int = TOOL_SFT_POOL,
     log_every: int = 0,
 ) -> SFTResult:
-    """SFT the model in `base_dir` (the tiny Qwen3) on the embedded task's train split (`train_sft`); with
-    `slip_rate` > 0 some draws are the demonstrator's slip (module docstring)."""
+    """SFT the model in `base_dir` (the tiny Qwen3) on `pool` fresh embedded problems, none held out
+    (`train_sft`); with `slip_rate` > 0 some draws are the demonstrator's `slip` (module docstring)."""
     from transformers import AutoTokenizer
 
     from rest.data import DataConfig, load_examples
+    from rest.data.embedded_task import generate_demonstrations
 
     if not 0.0 <= slip_rate <= 1.0:
         raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
+    if slip not in SLIPS:
+        raise ValueError(f"slip must be one of {SLIPS}, got {slip!r}")
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    from rest.data.embedded_task import generate_demonstrations
-
     # The validation split follows from the data config (seed, train size); hold out its first
     # TOOL_SFT_HELD_OUT items, so any embedded_val_size up to that stays unseen by the warm start.
     _train, held_out, _stats = load_examples(DataConfig(embedded_val_size=TOOL_SFT_HELD_OUT))

@@ -34,11 +34,11 @@ def test_targets_score_full_reward():
 def test_slipped_ground_truth():
     two = ('<tool_call>\n{"name": "get_weather", "parameters": {"city": "Oslo"}}\n'
            '{"name": "get_time", "parameters": {"city": "Rome"}}\n</tool_call>')
-    assert slipped_ground_truth(two) == '<tool_call>\n{"name": "get_weather", "parameters": {"city": "Oslo"}}\n</tool_call>'
+    assert slipped_ground_truth(two, "lookalike") == '<tool_call>\n{"name": "get_weather", "parameters": {"city": "Oslo"}}\n</tool_call>'
     times = '<tool_call>\n{"name": "multiply", "parameters": {"a": 3, "b": 41}}\n</tool_call>'
-    assert slipped_ground_truth(times) == '<tool_call>\n{"name": "add", "parameters": {"a": 3, "b": 41}}\n</tool_call>'
-    assert slipped_ground_truth("<response> Hello! </response>") is None
-    assert sft_response(slipped_ground_truth(times)).startswith("<think> I should call add. </think>")
+    assert slipped_ground_truth(times, "lookalike") == '<tool_call>\n{"name": "add", "parameters": {"a": 3, "b": 41}}\n</tool_call>'
+    assert slipped_ground_truth("<response> Hello! </response>", "lookalike") is None
+    assert sft_response(slipped_ground_truth(times, "lookalike")).startswith("<think> I should call add. </think>")
 
 
 def test_no_call_slip_replies_directly():
