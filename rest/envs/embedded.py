@@ -84,15 +84,17 @@ class EmbeddedMultiTurnEnv(ToolEnv):
         return {"city": city, "celsius": self.temperatures[city]}
 
     @function_tool
-    def lookup_contact(self, name: str) -> dict:
+    def lookup_contact(self, contact: str) -> dict:
         """Find a contact's user id and home city by name.
 
         Args:
-            name: The contact's name.
+            contact: The contact's name.
         """
-        if name not in self.contacts:
-            raise ValueError(f"no contact named {name!r}")
-        return {"name": name, **self.contacts[name]}
+        # the argument is not called `name`: after `"name": "` the call format puts the tool's name, and the demo
+        # model, copying by the key before the value, then wrote a tool-like name instead of the contact's
+        if contact not in self.contacts:
+            raise ValueError(f"no contact named {contact!r}")
+        return {"name": contact, **self.contacts[contact]}
 
     @function_tool
     def send_message(self, user_id: int, text: str) -> dict:
@@ -189,7 +191,7 @@ def make_task(uid: str, rng: random.Random, kind: str) -> EnvTask:
         name, word = rng.choice(names), rng.choice(WORDS)
         user_id = state["contacts"][name]["user_id"]
         text = f'Send the word "{word}" to "{name}".'
-        gold = [[_call("lookup_contact", name=name)], [_call("send_message", user_id=user_id, text=word)]]
+        gold = [[_call("lookup_contact", contact=name)], [_call("send_message", user_id=user_id, text=word)]]
         answer, info["outbox"] = None, [{"user_id": user_id, "text": word}]
         info["tools"] = ["lookup_contact", "send_message", "get_temperature"]
     elif kind == "chain":
@@ -197,13 +199,13 @@ def make_task(uid: str, rng: random.Random, kind: str) -> EnvTask:
         city = state["contacts"][name]["city"]
         answer = state["temperatures"][city]
         text = f'What\'s the temperature where "{name}" lives?'
-        gold = [[_call("lookup_contact", name=name)], [_call("get_temperature", city=city)]]
+        gold = [[_call("lookup_contact", contact=name)], [_call("get_temperature", city=city)]]
         info["tools"] = ["lookup_contact", "get_temperature", "send_message"]
     else:
         raise ValueError(f"unknown task kind {kind!r}; expected one of {KINDS}")
     rng.shuffle(info["tools"])
     info["answer"] = answer
-    info["reply"] = f"Done, I sent it to {gold[0][0]['arguments']['name']}." if answer is None else f"The answer is {answer}."
+    info["reply"] = f"Done, I sent it to {gold[0][0]['arguments']['contact']}." if answer is None else f"The answer is {answer}."
     return EnvTask(uid, "embedded_multiturn", [{"role": "user", "content": text}], state, gold, info)
 
 
@@ -225,9 +227,36 @@ def generate_split(n_train: int, n_val: int, seed: int) -> tuple[list[EnvTask], 
     return train, val
 
 
+def generate_pool(n: int, seed: int, held_out: list[EnvTask]) -> list[EnvTask]:
+    """`n` tasks drawn fresh from the generator (kinds in turn), none in the world of a `held_out` task: the
+    warm start's demonstrations (`rest.models.agent_sft`), so a validation split stays unseen."""
+    rng, avoid = random.Random(seed), {_key(t) for t in held_out}
+    pool, tries = [], 0
+    while len(pool) < n:
+        if tries >= 10 * n:
+            raise RuntimeError(f"drew only {len(pool)} of {n} tasks outside the held-out split in {tries} tries")
+        task = make_task(f"mt-pool-{len(pool)}", rng, KINDS[tries % len(KINDS)])
+        tries += 1
+        if _key(task) not in avoid:
+            pool.append(task)
+    return pool
+
+
+def early_reply(task: EnvTask, rng: random.Random) -> str | None:
+    """The demonstrator's slip on a two-call task: the final reply it gives right after the FIRST call's result,
+    without making the second call (a wrong temperature guessed for `chain`, a claim of having sent the message
+    for `lookup_act`). None for one-call tasks (they have no second call to skip)."""
+    kind = task.info["kind"]
+    if kind == "lookup_act":
+        return task.info["reply"]  # "Done, I sent it to ..." with nothing sent
+    if kind == "chain":
+        return f"The answer is {rng.choice([d for d in range(10) if d != task.info['answer']])}."
+    return None
+
+
 def _key(task: EnvTask) -> str:
     # requests come from small sets and recur; what must not recur is a request in the same world (state)
     return json.dumps([task.messages, task.state], sort_keys=True)
 
 
-__all__ = ["EmbeddedMultiTurnEnv", "KINDS", "generate_split", "make_task"]
+__all__ = ["EmbeddedMultiTurnEnv", "KINDS", "early_reply", "generate_pool", "generate_split", "make_task"]

@@ -53,7 +53,8 @@ def _build_tiny_qwen3_toolsft(out_dir: Path) -> None:
 def _build_tiny_qwen3_agentsft(out_dir: Path) -> None:
     from rest.models.agent_sft import build_agent_sft
 
-    build_agent_sft(out_dir, base_dir=resolve_model_path("tiny-qwen3"))
+    # from the single-turn warm start, which already copies request values into calls (agent_sft's docstring)
+    build_agent_sft(out_dir, base_dir=resolve_model_path("tiny-qwen3-toolsft"))
 
 
 def _build_smollm2(out_dir: Path) -> None:
@@ -65,7 +66,8 @@ def _build_smollm2(out_dir: Path) -> None:
 BUILTIN_MODELS.register("qwen3-tokenizer")(BuiltinModel(1, _build_qwen3_tokenizer))
 BUILTIN_MODELS.register("tiny-qwen3")(BuiltinModel(1, _build_tiny_qwen3))
 BUILTIN_MODELS.register("tiny-qwen3-toolsft")(BuiltinModel(2, _build_tiny_qwen3_toolsft))
-BUILTIN_MODELS.register("tiny-qwen3-agentsft")(BuiltinModel(1, _build_tiny_qwen3_agentsft))
+# built on tiny-qwen3-toolsft: bump its version with toolsft's too
+BUILTIN_MODELS.register("tiny-qwen3-agentsft")(BuiltinModel(2, _build_tiny_qwen3_agentsft))
 BUILTIN_MODELS.register("smollm2-135m-instruct")(BuiltinModel(1, _build_smollm2))
 
 

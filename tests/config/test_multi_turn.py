@@ -31,6 +31,25 @@ def test_the_recipe_loads_and_its_tasks_fit_the_prompt_budget():
     assert max(len(p.prompt_ids) for p in train_set.items) <= cfg.data.max_prompt_length
 
 
+def test_the_gpu_recipe_is_bfcl_qwen3_8b_layout_on_bfcl_class_environments():
+    from rest.data.prompt_set import prompt_sets
+    from rest.models.cache import load_tokenizer, resolve_model_path
+
+    gpu_node, small = "trainer.cpus_per_node=32", ["data.embedded_train_size=64", "data.embedded_val_size=16"]
+    cfg = load_config(["+recipe=multiturn_bfcl_qwen3_8b", gpu_node, *small])
+    single = load_config(["+recipe=bfcl_qwen3_8b", gpu_node])
+    assert (cfg.data.source, cfg.data.env_name, cfg.data.prompt_format) == ("env", "bfcl_sim", "hermes")
+    assert cfg.rollout.multi_turn.enable and cfg.rollout.multi_turn.max_turns > 1 and "task" in cfg.validation.benchmarks
+    for section in ("actor", "rollout"):  # the same GPUs, ranks and engines as the single-turn 8B recipe
+        for key in ("num_workers", "gpus_per_worker", "cpus_per_worker"):
+            assert getattr(getattr(cfg, section), key) == getattr(getattr(single, section), key)
+    assert cfg.rollout.tensor_parallel_size == single.rollout.tensor_parallel_size == 2
+    assert (cfg.model.path, cfg.trainer.device, cfg.algorithm.name) == ("Qwen/Qwen3-8B", "cuda", "rest")
+    train_set, val_set, _ = prompt_sets(cfg, load_tokenizer(resolve_model_path("qwen3-tokenizer")))
+    assert len(train_set) == 64 and len(val_set) == 16 and not train_set.dropped_overlong
+    assert max(len(p.prompt_ids) for p in train_set.items) <= cfg.data.max_prompt_length
+
+
 def test_bad_multi_turn_settings_name_the_key():
     assert "data.env_name" in error_of(["+recipe=multiturn_cpu", "data.env_name=nope"])
     assert "go together" in error_of(["+recipe=multiturn_cpu", "rollout.multi_turn.enable=false"])

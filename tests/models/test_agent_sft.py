@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from rest.envs import load_env_tasks
-from rest.models.agent_sft import AGENT_SFT_SPLIT_SEED, AGENT_SFT_TASKS, build_agent_sft, demonstrations
+import random
+
+from rest.envs.embedded import generate_pool
+from rest.models.agent_sft import (AGENT_SFT_HELD_OUT, AGENT_SFT_POOL_SEED, AGENT_SFT_SPLIT_SEED, AGENT_SFT_TASKS,
+                                   build_agent_sft, demonstrations, slipped_demonstrations)
 from rest.models.cache import BUILTIN_MODELS
 from rest.models.tool_sft import _batch
 
@@ -34,6 +38,36 @@ def test_demonstrations_are_the_loops_layout_of_train_tasks(qwen3_tokenizer):
         (t.messages[0]["content"], str(t.state)) for t in train}
 
 
+def test_pool_is_fresh_and_avoids_the_held_out_worlds():
+    _train, held_out = load_env_tasks("embedded_multiturn", AGENT_SFT_TASKS, AGENT_SFT_HELD_OUT, AGENT_SFT_SPLIT_SEED)
+    pool = generate_pool(512, AGENT_SFT_POOL_SEED, held_out)
+    worlds = {(t.messages[0]["content"], str(t.state)) for t in pool}
+    assert len(pool) == 512 and not worlds & {(t.messages[0]["content"], str(t.state)) for t in held_out}
+    assert {t.info["kind"] for t in pool} == {"compute", "lookup_answer", "lookup_act", "chain"}
+    assert [t.uid for t in generate_pool(8, AGENT_SFT_POOL_SEED, held_out)] == [t.uid for t in pool[:8]]
+    with pytest.raises(RuntimeError, match="outside the held-out split"):  # its first 40 draws are all held out
+        generate_pool(4, AGENT_SFT_POOL_SEED, generate_pool(40, AGENT_SFT_POOL_SEED, []))
+
+
+def test_slip_replies_after_the_first_of_two_calls(qwen3_tokenizer):
+    tok = qwen3_tokenizer
+    tasks = generate_pool(8, AGENT_SFT_POOL_SEED, [])
+    gold, slipped = demonstrations(tok, tasks), slipped_demonstrations(tok, tasks, random.Random(0))
+    for task, g, s in zip(tasks, gold, slipped):
+        if task.info["kind"] in ("compute", "lookup_answer"):  # one call: nothing to skip
+            assert s is None
+            continue
+        prompt, response, mask = s
+        assert prompt == g[0] and response != g[1]
+        runs = "".join(map(str, mask)).replace("0", " ").split()
+        assert len(runs) == 2  # the first call, then the reply: the second call is skipped
+        reply = tok.decode(response[len(mask) - len(runs[-1]):])
+        assert "<response>" in reply and "<tool_call>" not in reply
+        # the slip's prefix is the gold episode's first call and its result, token for token
+        first = len(mask) - len(runs[-1])
+        assert response[:first] == g[1][:first]
+
+
 def test_loss_positions_are_the_model_tokens_only():
     prompt, response, mask = [1, 2, 3], [10, 11, 12, 13, 14], [1, 1, 0, 0, 1]
     ids, attention, rows, cols, targets = _batch([(prompt, response, mask)], pad_id=0)
@@ -45,7 +79,7 @@ def test_loss_positions_are_the_model_tokens_only():
 
 @pytest.mark.slow
 def test_short_build_lowers_the_loss(tiny_qwen3_dir, tmp_path):
-    result = build_agent_sft(tmp_path / "m", tiny_qwen3_dir, steps=6, batch_size=4, n_tasks=32)
+    result = build_agent_sft(tmp_path / "m", tiny_qwen3_dir, steps=6, batch_size=4, pool=32)
     assert len(result.losses) == 6 and all(torch.isfinite(torch.tensor(result.losses)))
     assert result.losses[-1] < result.losses[0] - 1.0, result.losses
     assert (tmp_path / "m" / "model.safetensors").is_file()
