@@ -96,6 +96,20 @@ def check_sync_space(directory: str, model_path: str, copies: int = 1) -> None:
                            "at a larger RAM-backed folder")
 
 
+def prefill_args(enable_prefix_caching: bool, on_cpu: bool, context: int, max_num_batched_tokens: int) -> dict:
+    """vLLM's prefill settings, shared by the rollout engine and rest.eval.multiturn's. Prefix caching: a cache
+    hit prefills only the uncached suffix, in one step, so it is no chunked prefill and seeded CPU sampling
+    keeps working (tests/workers/test_prefix_cache.py)."""
+    return dict(
+        enable_prefix_caching=enable_prefix_caching,
+        # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which the CPU
+        # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
+        enable_chunked_prefill=not on_cpu,
+        # whole prompts need a step budget of a whole context; chunked prefill (GPU) does not
+        max_num_batched_tokens=max(max_num_batched_tokens, context) if on_cpu else max_num_batched_tokens,
+    )
+
+
 def rollout_threads(cfg: RestConfig) -> int:
     if cfg.rollout.num_threads > 0:
         return cfg.rollout.num_threads
@@ -219,19 +233,14 @@ class VLLMEngine:
             seed=cfg.trainer.seed,
             # log-probs after temperature, to match the actor, which divides its logits by the temperature
             logprobs_mode="processed_logprobs",
-            enable_prefix_caching=False,
-            # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which the CPU
-            # generator cannot do ("CPU Generator does not use offset"): prefill whole prompts on CPU
-            enable_chunked_prefill=not on_cpu,
-            # whole prompts need a step budget of a whole context; chunked prefill (GPU) does not
-            max_num_batched_tokens=max(rollout.max_num_batched_tokens, context) if on_cpu
-            else rollout.max_num_batched_tokens,
+            **prefill_args(rollout.enable_prefix_caching, on_cpu, context, rollout.max_num_batched_tokens),
             use_tqdm_on_load=False,  # a bar for one local file at start-up; the console shows the training bar
             worker_extension_cls="rest.workers.collective_sync.WeightSyncWorkerExtension"
             if rollout.weight_sync == "collective" else "",
         )
         self.llm.collective_rpc(skip_derived_buffers)  # the rotary cache is no weight (workers/vllm_reload.py)
         self.temperature, self.top_p, self.top_k = rollout.temperature, rollout.top_p, rollout.top_k
+        self.prefix_caching = rollout.enable_prefix_caching
 
     def generate(self, prompts, seeds, max_tokens, greedy):
         from vllm import SamplingParams
@@ -267,14 +276,15 @@ class VLLMEngine:
         written as safetensors shards that every engine worker reads (`weights_path`), then removed."""
         if self.sync_dir is None:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
-            return
-        from rest.workers.weight_sync import write_safetensors_shards
+        else:
+            from rest.workers.weight_sync import write_safetensors_shards
 
-        try:
-            write_safetensors_shards(weights, self.sync_dir)
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.sync_dir})
-        finally:
-            shutil.rmtree(self.sync_dir, ignore_errors=True)
+            try:
+                write_safetensors_shards(weights, self.sync_dir)
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self.sync_dir})
+            finally:
+                shutil.rmtree(self.sync_dir, ignore_errors=True)
+        self.reset_prefix_cache()
 
     def join_weight_sync(self, host, port, rank_offset, world_size, backend, manifest, bucket_bytes):
         """Every worker process of the engine (each TP rank) joins the collective weight-sync group."""
@@ -284,6 +294,14 @@ class VLLMEngine:
     def receive_weights(self):
         """Every engine worker receives the broadcast and reloads (rest.workers.collective_sync)."""
         self.llm.collective_rpc("rest_receive_weights")
+        self.reset_prefix_cache()
+
+    def reset_prefix_cache(self):
+        """Forget every cached KV block: after a weight load they hold keys and values of the old weights, which
+        a prefix-cache hit would otherwise reuse (a wrong continuation, and rollout log-probs the actor cannot
+        reproduce). vLLM refuses while requests hold blocks; between generate calls none do."""
+        if self.prefix_caching and not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM did not reset its prefix cache after a weight load (blocks still in use)")
 
 
 def group_by_prompt(flat: list[Sample], seeds: list[list[int]]) -> list[list[Sample]]:

@@ -95,10 +95,15 @@ def make_vllm(model_path: str, max_model_len: int, seed: int = 0):
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM
 
-    # whole-prompt prefill: vLLM cannot rewind a seeded CPU generator after a chunked one (workers/rollout.py)
+    from rest.config.schema import RolloutConfig
+    from rest.workers.rollout import prefill_args
+
+    # the rollout's prefill settings and its prefix-caching default (rollout.enable_prefix_caching): whole-prompt
+    # prefill on CPU, where vLLM cannot rewind a seeded generator after a chunked one
+    rollout = RolloutConfig()
     return LLM(model=model_path, dtype="float32", enforce_eager=True, max_model_len=max_model_len, seed=seed,
-               enable_prefix_caching=False, logprobs_mode="processed_logprobs", enable_chunked_prefill=False,
-               max_num_batched_tokens=max(8192, max_model_len))
+               logprobs_mode="processed_logprobs",
+               **prefill_args(rollout.enable_prefix_caching, True, max_model_len, rollout.max_num_batched_tokens))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
