@@ -35,6 +35,10 @@ class DataConfig:
             if self.env_name not in ENVIRONMENTS:
                 raise ValueError(f"data.env_name must name a registered environment {ENVIRONMENTS.names()} when "
                                  f"data.source is 'env', got {self.env_name!r}")
+            if self.env_name == "bfcl_eval" and not self.env_tasks_path:
+                raise ValueError("data.env_name=bfcl_eval holds BFCL's evaluation entries, which are never trained on: "
+                                 "train on bfcl_sim (generated tasks), evaluate with python -m rest.eval.multiturn "
+                                 "--env bfcl_eval")
         if self.source == "rlla" and not self.path:
             raise ValueError("data.path is required when data.source is 'rlla'")
         if self.prompt_format not in PROMPT_FORMATS:

@@ -16,8 +16,10 @@ from rest.envs.tools import FunctionTool, ToolEnv, function_tool
 from rest.envs import bfcl_eval, bfcl_sim, embedded  # noqa: E402,F401  isort: skip
 
 
-def load_env_tasks(name: str, n_train: int, n_val: int, seed: int, path: str | None = None):
-    """(train, val) tasks of an environment: a task file when `path` is given, else its generator."""
+def load_env_tasks(name: str, n_train: int, n_val: int, seed: int, path: str | None = None,
+                   bfcl_category: str = "multi_turn_base", bfcl_version: str = "v3"):
+    """(train, val) tasks of an environment: a task file when `path` is given, else its generator. `bfcl_eval`
+    has no training split: its val tasks are the first `n_val` entries of BFCL's `bfcl_category`."""
     if path:
         from rest.envs.task_file import load_tasks
 
@@ -30,6 +32,13 @@ def load_env_tasks(name: str, n_train: int, n_val: int, seed: int, path: str | N
         from rest.envs.bfcl_tasks import generate_tasks
 
         return generate_tasks(n_train, n_val, seed)
+    if name == "bfcl_eval":  # BFCL's own entries: evaluation only, never a training split
+        from rest.envs.bfcl_eval import entry_task
+        from rest.eval.bfcl_data import MULTI_TURN, VERSIONS, load_category
+
+        if bfcl_category not in MULTI_TURN:
+            raise ValueError(f"bfcl_eval runs BFCL's multi-turn categories {MULTI_TURN}, got {bfcl_category!r}")
+        return [], [entry_task(e, a) for e, a in load_category(VERSIONS[bfcl_version], bfcl_category, n_val)]
     raise ValueError(f"environment {name!r} has no task generator: give a task file (data.env_tasks_path)")
 
 

@@ -9,6 +9,13 @@ from the n samples), with the rollout/* counts of the greedy pass. Any `Generate
 the same metrics over its rollout workers' agent loop (`RolloutWorker.run_agent`).
 
     python -m rest.eval.multiturn --model tiny-qwen3-agentsft --env embedded_multiturn --n-val 64 --k 8
+
+BFCL's multi-turn entries run on the same loop as the `bfcl_eval` environment (BFCL's checker on the final state
+and calls; the oracle scores 100% through it, tests/workers/test_agent_loop.py):
+
+    python -m rest.eval.multiturn --model Qwen/Qwen3-8B --env bfcl_eval --bfcl-category multi_turn_base \
+        --prompt-format hermes --n 0 --n-val 200 --max-turns 64 --max-response-tokens 12000 \
+        --max-obs-tokens 4096 --max-model-len 16384
 """
 
 from __future__ import annotations
@@ -122,6 +129,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-turns", type=int, default=3)
     parser.add_argument("--max-response-tokens", type=int, default=192)
     parser.add_argument("--max-obs-tokens", type=int, default=64)
+    parser.add_argument("--max-model-len", type=int, default=1024, help="the engine's context (BFCL: 16384)")
+    parser.add_argument("--bfcl-category", default="multi_turn_base", help="--env bfcl_eval: a multi-turn category")
+    parser.add_argument("--bfcl-version", choices=["v3", "v4"], default="v3")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="write the metrics as JSON here")
     args = parser.parse_args(argv)
@@ -132,11 +142,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     from rest.models.cache import load_tokenizer, resolve_model_path
     from rest.workers.agent_loop import AgentLimits, VLLMGenerate
 
-    _train, val = load_env_tasks(args.env, args.n_train, args.n_val, args.split_seed, args.tasks_path)
+    _train, val = load_env_tasks(args.env, args.n_train, args.n_val, args.split_seed, args.tasks_path,
+                                 args.bfcl_category, args.bfcl_version)
     tokenizer = load_tokenizer(args.model)
     limits = AgentLimits(args.max_turns, args.max_response_tokens, args.max_obs_tokens)
     start = time.perf_counter()
-    llm = make_vllm(str(resolve_model_path(args.model)), 1024, args.seed)
+    llm = make_vllm(str(resolve_model_path(args.model)), args.max_model_len, args.seed)
     metrics = evaluate_env(val, args.env, tokenizer, VLLMGenerate(llm, tokenizer, greedy=True),
                            VLLMGenerate(llm, tokenizer, temperature=args.temperature) if args.n else None,
                            limits, args.prompt_format, args.n, args.k, args.seed)

@@ -28,3 +28,22 @@ def test_gold_and_partly_right_samplers():
     assert m["val/embedded_multiturn/pass_at_2"] == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
     greedy_only = evaluate_env(tasks, "embedded_multiturn", tok, oracle, None, limits)
     assert "val/embedded_multiturn/pass_at_8" not in greedy_only
+
+
+def test_bfcl_entries_load_as_an_evaluation_only_environment_and_the_oracle_scores_100():
+    pytest.importorskip("bfcl")
+    from rest.config.load import load_config
+    from rest.config.validate import ConfigError
+    from rest.envs import load_env_tasks
+
+    train, tasks = load_env_tasks("bfcl_eval", 512, 3, 0, bfcl_category="multi_turn_miss_param")
+    assert train == [] and len(tasks) == 3 and all(t.env == "bfcl_eval" for t in tasks)
+    assert all(t.uid.startswith("multi_turn_miss_param") for t in tasks)
+    with pytest.raises(ValueError, match="multi-turn categories"):
+        load_env_tasks("bfcl_eval", 0, 3, 0, bfcl_category="simple")
+    with pytest.raises(ConfigError, match="never trained on"):  # BFCL's entries are no training data
+        load_config(["+recipe=multiturn_cpu", "data.env_name=bfcl_eval"])
+    tok = load_tokenizer("qwen3-tokenizer")
+    oracle = ScriptedGenerate(tok, [make_env("bfcl_eval", "hermes").reference_turns(t) for t in tasks])
+    m = evaluate_env(tasks, "bfcl_eval", tok, oracle, None, AgentLimits(64, 60_000, 60_000), "hermes")
+    assert m["val/bfcl_eval/success"] == 1.0 and m["val/bfcl_eval/n"] == 3
