@@ -47,3 +47,12 @@ def test_bfcl_entries_load_as_an_evaluation_only_environment_and_the_oracle_scor
     oracle = ScriptedGenerate(tok, [make_env("bfcl_eval", "hermes").reference_turns(t) for t in tasks])
     m = evaluate_env(tasks, "bfcl_eval", tok, oracle, None, AgentLimits(64, 60_000, 60_000), "hermes")
     assert m["val/bfcl_eval/success"] == 1.0 and m["val/bfcl_eval/n"] == 3
+
+
+def test_the_cli_names_the_tasks_that_do_not_fit_the_context(capsys):
+    from rest.eval.multiturn import main
+
+    with pytest.raises(SystemExit):
+        main(["--model", "qwen3-tokenizer", "--n-val", "4", "--max-model-len", "256", "--max-response-tokens", "192"])
+    err = capsys.readouterr().err
+    assert "4 of 4 tasks do not fit --max-model-len 256" in err and "mt-val-0" in err
