@@ -14,7 +14,7 @@ BFCL's multi-turn entries run on the same loop as the `bfcl_eval` environment (B
 and calls; the oracle scores 100% through it, tests/workers/test_agent_loop.py):
 
     python -m rest.eval.multiturn --model Qwen/Qwen3-8B --env bfcl_eval --bfcl-category multi_turn_base \
-        --prompt-format hermes --n 0 --n-val 200 --max-turns 64 --max-response-tokens 12000 \
+        --prompt-format hermes --n 0 --n-val 200 --max-turns 64 --max-response-tokens 8192 \
         --max-obs-tokens 4096 --max-model-len 16384
 """
 
@@ -142,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-turns", type=int, default=3)
     parser.add_argument("--max-response-tokens", type=int, default=192)
     parser.add_argument("--max-obs-tokens", type=int, default=64)
-    parser.add_argument("--max-model-len", type=int, default=1024, help="the engine's context (BFCL: 16384)")
+    parser.add_argument("--max-model-len", type=int, default=1024, help="the engine's context: the longest prompt + --max-response-tokens (BFCL multi-turn: hermes prompts reach 7.5k tokens)")
     parser.add_argument("--bfcl-category", default="multi_turn_base", help="--env bfcl_eval: a multi-turn category")
     parser.add_argument("--bfcl-version", choices=["v3", "v4"], default="v3")
     parser.add_argument("--seed", type=int, default=0)
