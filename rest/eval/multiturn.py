@@ -142,7 +142,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-turns", type=int, default=3)
     parser.add_argument("--max-response-tokens", type=int, default=192)
     parser.add_argument("--max-obs-tokens", type=int, default=64)
-    parser.add_argument("--max-model-len", type=int, default=1024, help="the engine's context: the longest prompt + --max-response-tokens (BFCL multi-turn: hermes prompts reach 7.5k tokens)")
+    parser.add_argument("--max-model-len", type=int, default=1024,
+                        help="the engine's context: the longest prompt + --max-response-tokens (BFCL multi-turn "
+                             "hermes prompts reach 7.5k tokens)")
     parser.add_argument("--bfcl-category", default="multi_turn_base", help="--env bfcl_eval: a multi-turn category")
     parser.add_argument("--bfcl-version", choices=["v3", "v4"], default="v3")
     parser.add_argument("--seed", type=int, default=0)
