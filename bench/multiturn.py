@@ -18,8 +18,8 @@ no pass reuses blocks of the pass before.
 
 Figure: generated (model, loss-mask 1) tokens / wall seconds; the ratio multi / single is the throughput the
 multi-turn loop keeps (the cost: prefilling every turn's new tokens, and without prefix caching prompt + history
-again, the observation tokens in the context, smaller batches in later turns, the loop's own work). Per batch: one warm-up of each, then --repeats
-pairs (multi, single, multi, single, ...; each repeat a fresh seed), medians.
+again, the observation tokens in the context, smaller batches in later turns, the loop's own work). Per batch: one
+warm-up of each, then --repeats pairs (multi, single, multi, single, ...; each repeat a fresh seed), medians.
 
 Usage: python bench/multiturn.py [--batches 16 64 128] [--repeats 3] [--threads 2] [--quick] [KEY=VALUE ...]
        (e.g. `rollout.enable_prefix_caching=false`: config overrides for the engine)

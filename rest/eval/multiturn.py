@@ -113,19 +113,6 @@ def make_vllm(model_path: str, max_model_len: int, seed: int = 0):
                **prefill_args(rollout.enable_prefix_caching, True, max_model_len, rollout.max_num_batched_tokens))
 
 
-def overlong_tasks(tasks, env_name: str, tokenizer, prompt_format: str, max_prompt: int) -> list[tuple[str, int]]:
-    """(uid, prompt tokens) of the tasks whose first prompt is longer than `max_prompt`."""
-    from rest.data.prompts import encode_prompt
-    from rest.envs import make_env
-
-    env, out = make_env(env_name, prompt_format), []
-    for task in tasks:
-        n = len(encode_prompt(tokenizer, *env.reset(task), prompt_format))
-        if n > max_prompt:
-            out.append((task.uid, n))
-    return out
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rest.eval.multiturn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,6 +140,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.n and not 1 <= args.k <= args.n:
         parser.error("--k must be in [1, --n]")
 
+    from rest.data.prompt_set import EnvTaskSet
     from rest.envs import load_env_tasks
     from rest.models.cache import load_tokenizer, resolve_model_path
     from rest.workers.agent_loop import AgentLimits, VLLMGenerate
@@ -161,10 +149,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  args.bfcl_category, args.bfcl_version)
     tokenizer = load_tokenizer(args.model)
     limits = AgentLimits(args.max_turns, args.max_response_tokens, args.max_obs_tokens)
-    too_long = overlong_tasks(val, args.env, tokenizer, args.prompt_format, args.max_model_len - args.max_response_tokens)
+    max_prompt = args.max_model_len - args.max_response_tokens
+    too_long = EnvTaskSet(val, args.env, tokenizer, args.prompt_format, max_prompt).dropped_overlong
     if too_long:
         parser.error(f"{len(too_long)} of {len(val)} tasks do not fit --max-model-len {args.max_model_len} with "
-                     f"--max-response-tokens {args.max_response_tokens} (uid, prompt tokens): {too_long[:5]}")
+                     f"--max-response-tokens {args.max_response_tokens} (prompts over {max_prompt} tokens): "
+                     f"{too_long[:5]}")
     start = time.perf_counter()
     llm = make_vllm(str(resolve_model_path(args.model)), args.max_model_len, args.seed)
     metrics = evaluate_env(val, args.env, tokenizer, VLLMGenerate(llm, tokenizer, greedy=True),

@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m rest.models.agent_sft", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("base_dir", type=Path, help="the tiny Qwen3 (rest.models.cache.resolve_model_path('tiny-qwen3'))")
+    parser.add_argument("base_dir", type=Path,
+                        help="the model to start from; the registered build uses tiny-qwen3-toolsft "
+                             "(rest.models.cache.resolve_model_path('tiny-qwen3-toolsft'))")
     parser.add_argument("--steps", type=int, default=AGENT_SFT_STEPS)
     parser.add_argument("--pool", type=int, default=AGENT_SFT_POOL)
     parser.add_argument("--slip-rate", type=float, default=AGENT_SFT_SLIP_RATE)
